@@ -1,0 +1,316 @@
+// Package scheduler runs durable jobs kept in the store: it sleeps until
+// the next job is due or a new job arrives (never fixed-interval polling),
+// claims due jobs, runs their handlers and records the outcome. A job left
+// running by a crash returns to retryable on start, so handlers must be
+// idempotent; unique keys on the jobs they enqueue make that easy.
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/nudge-email/nudge/clock"
+	"github.com/nudge-email/nudge/storage"
+)
+
+// HandlerFunc runs one job. A nil error completes it. Errors made by
+// Snooze, RetryAt and Cancel steer what happens next; any other error
+// retries with exponential backoff until MaxAttempts, then discards.
+type HandlerFunc func(ctx context.Context, job storage.Job) error
+
+type snoozeError struct{ at time.Time }
+
+func (e *snoozeError) Error() string { return "snoozed until " + e.at.Format(time.RFC3339) }
+
+// SnoozeUntil returns an error that reschedules the job for t without
+// counting the attempt as a failure (a wait that moved, a cap that is full).
+func SnoozeUntil(t time.Time) error { return &snoozeError{at: t} }
+
+type retryAtError struct {
+	at  time.Time
+	err error
+}
+
+func (e *retryAtError) Error() string { return e.err.Error() }
+func (e *retryAtError) Unwrap() error { return e.err }
+
+// RetryAt returns an error that retries the job at t (a provider's
+// Retry-After) and counts as a failed attempt.
+func RetryAt(t time.Time, err error) error { return &retryAtError{at: t, err: err} }
+
+type cancelError struct{ err error }
+
+func (e *cancelError) Error() string { return "cancelled: " + e.err.Error() }
+func (e *cancelError) Unwrap() error { return e.err }
+
+// Cancel returns an error that ends the job without retrying.
+func Cancel(err error) error { return &cancelError{err: err} }
+
+// Options configure a Scheduler.
+type Options struct {
+	Clock  clock.Clock  // default clock.Real
+	Logger *slog.Logger // default slog.Default()
+	// Workers is how many jobs run at once (default 4).
+	Workers int
+	// Batch is how many jobs one claim takes (default 64).
+	Batch int
+	// Backoff is the delay before retry number attempt (1-based); default
+	// exponential from 1 s, capped at 1 h, with ±20 % jitter.
+	Backoff func(attempt int) time.Duration
+	// OnFinish, when set, is told every outcome (metrics).
+	OnFinish func(job storage.Job, state storage.JobState, lag time.Duration)
+}
+
+// Scheduler dispatches due jobs to handlers by kind.
+type Scheduler struct {
+	store    storage.Jobs
+	opts     Options
+	mu       sync.RWMutex
+	handlers map[string]HandlerFunc
+	wake     chan struct{}
+	running  chan struct{} // closed once Run has recovered jobs and started
+	once     sync.Once
+}
+
+// New returns a scheduler over store.
+func New(store storage.Jobs, opts Options) *Scheduler {
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	if opts.Batch <= 0 {
+		opts.Batch = 64
+	}
+	if opts.Backoff == nil {
+		opts.Backoff = DefaultBackoff
+	}
+	return &Scheduler{
+		store:    store,
+		opts:     opts,
+		handlers: map[string]HandlerFunc{},
+		wake:     make(chan struct{}, 1),
+		running:  make(chan struct{}),
+	}
+}
+
+// DefaultBackoff grows as 2^(attempt-1) seconds, capped at one hour, with
+// ±20 % jitter so retries of many jobs spread out.
+func DefaultBackoff(attempt int) time.Duration {
+	if attempt < 1 {
+		attempt = 1
+	}
+	d := time.Second << min(attempt-1, 12)
+	if d > time.Hour {
+		d = time.Hour
+	}
+	jitter := 0.8 + 0.4*rand.Float64()
+	return time.Duration(float64(d) * jitter)
+}
+
+// Handle registers the handler for a job kind. Call before Run.
+func (s *Scheduler) Handle(kind string, h HandlerFunc) {
+	s.mu.Lock()
+	s.handlers[kind] = h
+	s.mu.Unlock()
+}
+
+// Enqueue stores jobs and wakes the loop.
+func (s *Scheduler) Enqueue(ctx context.Context, specs ...storage.JobSpec) (int, error) {
+	n, err := s.store.EnqueueJobs(ctx, specs...)
+	if err != nil {
+		return 0, fmt.Errorf("scheduler: enqueue: %w", err)
+	}
+	if n > 0 {
+		s.Wake()
+	}
+	return n, nil
+}
+
+// Wake tells the loop that jobs may have been added (by Append, PutJourney
+// or CreateSend), so it re-reads the next due time.
+func (s *Scheduler) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Running is closed once Run has recovered jobs and entered its loop; the
+// readiness probe watches it.
+func (s *Scheduler) Running() <-chan struct{} { return s.running }
+
+// Run recovers jobs left running, then dispatches due jobs until ctx ends.
+// It returns after in-flight jobs finish.
+func (s *Scheduler) Run(ctx context.Context) error {
+	if n, err := s.store.RecoverJobs(ctx, s.opts.Clock.Now()); err != nil {
+		return fmt.Errorf("scheduler: recover: %w", err)
+	} else if n > 0 {
+		s.opts.Logger.Info("scheduler recovered interrupted jobs", "jobs", n)
+	}
+	s.once.Do(func() { close(s.running) })
+	sem := make(chan struct{}, s.opts.Workers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		now := s.opts.Clock.Now()
+		jobs, err := s.store.ClaimDueJobs(ctx, now, s.opts.Batch)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.opts.Logger.Error("scheduler claim failed", "error", err)
+			if !sleep(ctx, time.Second, nil) {
+				return nil
+			}
+			continue
+		}
+		for _, j := range jobs {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				// Claimed but not started: hand them back now rather than
+				// waiting for the next start's recovery.
+				s.release(j)
+				continue
+			}
+			wg.Add(1)
+			go func(j storage.Job) {
+				defer func() { <-sem; wg.Done() }()
+				s.run(context.WithoutCancel(ctx), j)
+			}(j)
+		}
+		if len(jobs) == s.opts.Batch {
+			continue // more may be due
+		}
+		next, ok, err := s.store.NextJobDue(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.opts.Logger.Error("scheduler next-due failed", "error", err)
+			next, ok = now.Add(time.Second), true
+		}
+		var wait time.Duration = time.Hour
+		if ok {
+			wait = next.Sub(s.opts.Clock.Now())
+		}
+		if wait <= 0 {
+			// Due now but not claimed: all claimed jobs are still running.
+			// Wait for a wake-up or a short tick rather than spin.
+			wait = 50 * time.Millisecond
+		}
+		if !sleep(ctx, wait, s.wake) {
+			return nil
+		}
+	}
+}
+
+func (s *Scheduler) release(j storage.Job) {
+	_ = s.store.FinishJob(context.Background(), j.ID, storage.JobOutcome{State: storage.JobRetryable, DueAt: s.opts.Clock.Now(), Error: "released at shutdown"})
+}
+
+// sleep waits d, a wake-up, or ctx's end; it reports false on ctx's end.
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case <-wake:
+	}
+	return true
+}
+
+// RunDue runs every job due at or before now, including jobs that those
+// jobs enqueue as due by then, one at a time in due order. Rule tests and
+// backtests drive a fake clock with it; it returns how many jobs ran.
+func (s *Scheduler) RunDue(ctx context.Context, now time.Time) (int, error) {
+	total := 0
+	for {
+		jobs, err := s.store.ClaimDueJobs(ctx, now, 1)
+		if err != nil {
+			return total, fmt.Errorf("scheduler: claim: %w", err)
+		}
+		if len(jobs) == 0 {
+			return total, nil
+		}
+		s.run(ctx, jobs[0])
+		total++
+	}
+}
+
+func (s *Scheduler) run(ctx context.Context, j storage.Job) {
+	s.mu.RLock()
+	h := s.handlers[j.Kind]
+	s.mu.RUnlock()
+	start := s.opts.Clock.Now()
+	lag := start.Sub(j.DueAt)
+	var err error
+	if h == nil {
+		err = Cancel(fmt.Errorf("no handler for job kind %q", j.Kind))
+	} else {
+		err = safeRun(ctx, h, j)
+	}
+	out := s.outcome(j, err)
+	if ferr := s.store.FinishJob(ctx, j.ID, out); ferr != nil {
+		// The job stays running and returns to retryable at the next start.
+		s.opts.Logger.Error("scheduler finish failed", "job_id", j.ID, "kind", j.Kind, "error", ferr)
+		return
+	}
+	if out.State == storage.JobRetryable || out.State == storage.JobScheduled {
+		s.Wake()
+	}
+	if out.State == storage.JobDiscarded {
+		s.opts.Logger.Warn("job discarded", "job_id", j.ID, "kind", j.Kind, "attempts", j.Attempts, "error", out.Error)
+	}
+	if s.opts.OnFinish != nil {
+		s.opts.OnFinish(j, out.State, lag)
+	}
+}
+
+func safeRun(ctx context.Context, h HandlerFunc, j storage.Job) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panic: %v", r)
+		}
+	}()
+	return h(ctx, j)
+}
+
+func (s *Scheduler) outcome(j storage.Job, err error) storage.JobOutcome {
+	if err == nil {
+		return storage.JobOutcome{State: storage.JobCompleted}
+	}
+	var sn *snoozeError
+	var ra *retryAtError
+	var ce *cancelError
+	switch {
+	case errors.As(err, &sn):
+		return storage.JobOutcome{State: storage.JobScheduled, DueAt: sn.at}
+	case errors.As(err, &ce):
+		return storage.JobOutcome{State: storage.JobCancelled, Error: err.Error()}
+	}
+	max := j.MaxAttempts
+	if max <= 0 {
+		max = 25
+	}
+	if j.Attempts >= max {
+		return storage.JobOutcome{State: storage.JobDiscarded, Error: err.Error()}
+	}
+	due := s.opts.Clock.Now().Add(s.opts.Backoff(j.Attempts))
+	if errors.As(err, &ra) && ra.at.After(due) {
+		due = ra.at
+	}
+	return storage.JobOutcome{State: storage.JobRetryable, DueAt: due, Error: err.Error()}
+}
