@@ -1,0 +1,49 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nudge-email/nudge/storage"
+)
+
+// metrics are the server's Prometheus collectors, on the server's own
+// registry (no global state).
+type metrics struct {
+	webhooks *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	records  prometheus.Counter
+}
+
+func newMetrics(reg *prometheus.Registry, store storage.Store) *metrics {
+	m := &metrics{
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nudge_webhooks_total", Help: "Webhook deliveries by source and outcome.",
+		}, []string{"source", "outcome"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "nudge_ingest_seconds", Help: "Time from request to answer for webhook deliveries.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"source"}),
+		records: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nudge_records_ingested_total", Help: "New records stored from webhooks.",
+		}),
+	}
+	reg.MustRegister(m.webhooks, m.latency, m.records)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "nudge_store_bytes", Help: "Size of the store file.",
+	}, func() float64 {
+		st, err := store.Stats(context.Background())
+		if err != nil {
+			return 0
+		}
+		return float64(st.FileBytes)
+	}))
+	return m
+}
+
+func (m *metrics) webhook(source, outcome string, start time.Time) {
+	m.webhooks.WithLabelValues(source, outcome).Inc()
+	m.latency.WithLabelValues(source).Observe(time.Since(start).Seconds())
+}

@@ -1,0 +1,137 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/nudge-email/nudge/behavior"
+	"github.com/nudge-email/nudge/connectors"
+	"github.com/nudge-email/nudge/storage"
+)
+
+// Webhook outcomes, used as the metrics label.
+const (
+	outcomeStored    = "stored"
+	outcomeDuplicate = "duplicate"
+	outcomeIgnored   = "ignored"
+	outcomePing      = "ping"
+	outcomeSignature = "bad_signature"
+	outcomeStale     = "stale"
+	outcomeMalformed = "malformed"
+	outcomeTooLarge  = "too_large"
+	outcomeError     = "error"
+	outcomeUnknown   = "unknown_route"
+)
+
+// ReadBody reads at most limit bytes; a larger body is an
+// *http.MaxBytesError.
+func ReadBody(c *gin.Context, limit int64) ([]byte, error) {
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
+	return io.ReadAll(c.Request.Body)
+}
+
+// webhook verifies, normalizes and stores one delivery, answering 200 only
+// after the records are committed (CONTRACT §3).
+func (s *Server) webhook(c *gin.Context) {
+	start := time.Now()
+	source, store := c.Param("source"), c.Param("store")
+	key := source
+	if store != "" {
+		key += "/" + store
+	}
+	w, ok := s.hooks[key]
+	if !ok {
+		s.metrics.webhook("unknown", outcomeUnknown, start) // never a user-chosen label
+		if store != "" {
+			jsonError(c, http.StatusNotFound, "unknown store "+store+" for "+source)
+		} else {
+			jsonError(c, http.StatusNotFound, "no webhook receiver for "+source+" (is it configured?)")
+		}
+		return
+	}
+	body, err := ReadBody(c, s.opts.MaxBodyBytes)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			s.metrics.webhook(source, outcomeTooLarge, start)
+			jsonError(c, http.StatusRequestEntityTooLarge, "body over the limit")
+			return
+		}
+		s.metrics.webhook(source, outcomeMalformed, start)
+		jsonError(c, http.StatusBadRequest, "reading body: "+err.Error())
+		return
+	}
+	h := c.Request.Header
+	if p, ok := w.Receiver.(connectors.Pinger); ok && p.IsPing(h, body) {
+		s.metrics.webhook(source, outcomePing, start)
+		c.JSON(http.StatusOK, gin.H{"status": "ping"})
+		return
+	}
+	now := s.opts.Clock.Now()
+	if err := w.Receiver.Verify(h, body, now); err != nil {
+		switch {
+		case errors.Is(err, connectors.ErrStale):
+			s.metrics.webhook(source, outcomeStale, start)
+			jsonError(c, http.StatusBadRequest, err.Error())
+		case errors.Is(err, connectors.ErrMalformed):
+			s.metrics.webhook(source, outcomeMalformed, start)
+			jsonError(c, http.StatusBadRequest, err.Error())
+		default:
+			s.metrics.webhook(source, outcomeSignature, start)
+			jsonError(c, http.StatusUnauthorized, "signature verification failed")
+		}
+		return
+	}
+	recs, err := w.Receiver.Normalize(h, body)
+	switch {
+	case errors.Is(err, connectors.ErrIgnored):
+		s.metrics.webhook(source, outcomeIgnored, start)
+		c.JSON(http.StatusOK, gin.H{"status": "ignored"})
+		return
+	case err != nil:
+		s.metrics.webhook(source, outcomeMalformed, start)
+		jsonError(c, http.StatusBadRequest, err.Error())
+		return
+	}
+	topic := ""
+	if t, ok := w.Receiver.(connectors.Topicer); ok {
+		topic = t.Topic(h)
+	}
+	for i := range recs {
+		recs[i].ReceivedAt = now
+	}
+	in := storage.Ingest{
+		Delivery: &storage.Delivery{
+			ID:     behavior.DeriveID("delivery", key, string(body)),
+			Source: source, Store: store, Topic: topic, ReceivedAt: now, Body: body,
+		},
+		Records: recs,
+	}
+	res, err := s.opts.Store.Append(c.Request.Context(), in)
+	if err != nil {
+		if errors.Is(err, storage.ErrInvalid) {
+			s.metrics.webhook(source, outcomeMalformed, start)
+			jsonError(c, http.StatusBadRequest, err.Error())
+			return
+		}
+		s.metrics.webhook(source, outcomeError, start)
+		s.opts.Logger.Error("webhook store failed", "source", source, "topic", topic, "error", err)
+		// 500 makes the provider retry, which is what we want.
+		jsonError(c, http.StatusInternalServerError, "could not store the delivery")
+		return
+	}
+	outcome := outcomeStored
+	if len(res.New) == 0 {
+		outcome = outcomeDuplicate
+	}
+	s.metrics.webhook(source, outcome, start)
+	s.metrics.records.Add(float64(len(res.New)))
+	if s.opts.OnIngest != nil && len(res.New) > 0 {
+		s.opts.OnIngest(res)
+	}
+	c.JSON(http.StatusOK, gin.H{"status": outcome, "records": len(res.New), "duplicates": res.Duplicates})
+}
