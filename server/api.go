@@ -233,13 +233,13 @@ func (s *Server) forgetProfile(c *gin.Context) {
 
 // Export is everything held about one person.
 type Export struct {
-	Profile     storage.Profile     `json:"profile"`
-	Records     []behavior.Record   `json:"records"`
-	Journeys    []storage.Journey   `json:"journeys"`
-	Decisions   []storage.Decision  `json:"decisions"`
-	Sends       []storage.Send      `json:"sends"`
+	Profile     storage.Profile      `json:"profile"`
+	Records     []behavior.Record    `json:"records"`
+	Journeys    []storage.Journey    `json:"journeys"`
+	Decisions   []storage.Decision   `json:"decisions"`
+	Sends       []storage.Send       `json:"sends"`
 	Suppression *storage.Suppression `json:"suppression,omitempty"`
-	ExportedAt  time.Time           `json:"exported_at"`
+	ExportedAt  time.Time            `json:"exported_at"`
 }
 
 // BuildExport gathers everything held about a profile.
