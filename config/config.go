@@ -24,8 +24,9 @@ type Config struct {
 	Storage   StorageConfig `yaml:"storage"`
 	// Retention is how long records and raw deliveries are kept (default 400d).
 	Retention Duration `yaml:"retention"`
-	// Secret signs unsubscribe and identify tokens; default derived from
-	// the admin token and data dir so tokens survive restarts.
+	// Secret signs unsubscribe and identify tokens; when unset it is
+	// derived from the admin token (SecretForTokens) so tokens survive
+	// restarts.
 	Secret string `yaml:"secret"`
 	// MaxBodyBytes limits webhook and tracking bodies (default 1 MiB).
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`

@@ -12,6 +12,7 @@ import (
 // metrics are the server's Prometheus collectors, on the server's own
 // registry (no global state).
 type metrics struct {
+	onWebhook func(source, outcome string, at time.Time)
 	webhooks *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	records  prometheus.Counter
@@ -45,5 +46,8 @@ func newMetrics(reg *prometheus.Registry, store storage.Store) *metrics {
 
 func (m *metrics) webhook(source, outcome string, start time.Time) {
 	m.webhooks.WithLabelValues(source, outcome).Inc()
+	if m.onWebhook != nil {
+		m.onWebhook(source, outcome, time.Now())
+	}
 	m.latency.WithLabelValues(source).Observe(time.Since(start).Seconds())
 }

@@ -66,6 +66,11 @@ type Options struct {
 	Ready func() error
 	// OnIngest is told about every stored ingest (to wake the scheduler).
 	OnIngest func(storage.AppendResult)
+	// OnWebhook is told the outcome of every webhook delivery (the admin
+	// page's per-connector health).
+	OnWebhook func(source, outcome string, at time.Time)
+	// Admin mounts the admin page under /admin; it authenticates itself.
+	Admin func(r gin.IRouter)
 	Hooks    Hooks
 	Clock    clock.Clock
 	Logger   *slog.Logger
@@ -105,6 +110,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, hooks: map[string]Webhook{}}
 	s.metrics = newMetrics(opts.Registry, opts.Store)
+	s.metrics.onWebhook = opts.OnWebhook
 	for _, w := range opts.Webhooks {
 		key := w.Source
 		if w.Store != "" {
@@ -134,6 +140,9 @@ func New(opts Options) (*Server, error) {
 		m(r)
 	}
 
+	if opts.Admin != nil {
+		opts.Admin(r)
+	}
 	api := r.Group("/api/v1", s.requireToken())
 	s.mountAPI(api)
 	s.router = r
