@@ -1,0 +1,251 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/nudge-email/nudge/config"
+	"github.com/nudge-email/nudge/connectors"
+	"github.com/nudge-email/nudge/connectors/logsender"
+	"github.com/nudge-email/nudge/connectors/mailgun"
+	"github.com/nudge-email/nudge/connectors/sendgrid"
+	"github.com/nudge-email/nudge/dispatch"
+	"github.com/nudge-email/nudge/importer"
+	"github.com/nudge-email/nudge/journey"
+	"github.com/nudge-email/nudge/rules"
+	"github.com/nudge-email/nudge/sending"
+	"github.com/nudge-email/nudge/server"
+)
+
+// parts are the business components between the store and the server.
+type parts struct {
+	engine     *journey.Engine
+	dispatcher *sending.Dispatcher
+	senders    map[string]connectors.Sender
+	mounts     []func(gin.IRouter)
+	hooks      server.Hooks
+}
+
+// Senders builds every provider that is configured: log always, SendGrid
+// and Mailgun when their API keys are set (a rule may pick any of them).
+func Senders(cfg *config.Config, dataDir string, a *App) (map[string]connectors.Sender, error) {
+	out := map[string]connectors.Sender{"log": logsender.New(dataDir, a.Logger)}
+	if cfg.Email.SendGrid.APIKey != "" {
+		out["sendgrid"] = sendgrid.NewSender(sendgrid.SenderConfig{APIKey: cfg.Email.SendGrid.APIKey, APIBase: cfg.Email.SendGrid.APIBase, Clock: a.Clock})
+	}
+	if cfg.Email.Mailgun.APIKey != "" {
+		mg, err := mailgun.NewSender(mailgun.SenderConfig{APIKey: cfg.Email.Mailgun.APIKey, Domain: cfg.Email.Mailgun.Domain, APIBase: cfg.Email.Mailgun.APIBase})
+		if err != nil {
+			return nil, fmt.Errorf("mailgun: %w", err)
+		}
+		out["mailgun"] = mg
+	}
+	if _, ok := out[cfg.Email.Provider]; !ok {
+		return nil, fmt.Errorf("email.provider is %q but its api_key is not set", cfg.Email.Provider)
+	}
+	return out, nil
+}
+
+func (a *App) wire(ctx context.Context, opts Options) error {
+	cfg := a.Config
+	loc, err := time.LoadLocation(cfg.Timezone)
+	if err != nil {
+		return fmt.Errorf("timezone: %w", err)
+	}
+	senders, err := Senders(cfg, cfg.DataDir, a)
+	if err != nil {
+		return err
+	}
+	var replyTo *connectors.Address
+	if cfg.Email.ReplyTo.Email != "" {
+		replyTo = &connectors.Address{Email: cfg.Email.ReplyTo.Email, Name: cfg.Email.ReplyTo.Name}
+	}
+	d, err := sending.New(a.Store, senders, sending.Options{
+		Policies: cfg.Policies, Timezone: loc,
+		From:    connectors.Address{Email: cfg.Email.From.Email, Name: cfg.Email.From.Name},
+		ReplyTo: replyTo, PublicURL: cfg.PublicURL, TokenSecret: TokenSecret(cfg), Stores: cfg.Stores,
+		DefaultProvider: cfg.Email.Provider, UnsubscribeGroup: cfg.Email.SendGrid.UnsubscribeGroup,
+		Clock: a.Clock, Logger: a.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("sending: %w", err)
+	}
+	eng := journey.New(a.Store, d, journey.Options{
+		Clock: a.Clock, Logger: a.Logger, Observers: []dispatch.Observer{d},
+		Stores: cfg.Stores, Timezone: loc,
+	})
+	files, err := cfg.RuleFiles()
+	if err != nil {
+		return err
+	}
+	set, err := rules.Load(files)
+	if err != nil {
+		return fmt.Errorf("rules:\n%w", err)
+	}
+	eng.SetRules(set)
+	eng.Register(a.Scheduler)
+	d.Register(a.Scheduler)
+	a.parts = &parts{engine: eng, dispatcher: d, senders: senders}
+	a.parts.mounts = []func(gin.IRouter){d.RegisterRoutes}
+	a.parts.hooks = server.Hooks{
+		ReloadRules: a.ReloadRules,
+		Explain: func(ctx context.Context, profileID, rule string) (any, error) {
+			return journey.Explain(ctx, a.Store, profileID, rule)
+		},
+		Rules: a.RuleSummaries,
+		Import: func(ctx context.Context, r io.Reader) (any, error) {
+			rep, err := importer.ImportReader(ctx, a.Store, "request", r, importer.FormatNDJSON, importer.Options{})
+			if err == nil {
+				a.Scheduler.Wake()
+			}
+			return rep, err
+		},
+		RetrySend: func(ctx context.Context, id string) error {
+			_, err := d.RetrySend(ctx, id)
+			a.Scheduler.Wake()
+			return err
+		},
+		DiscardSend: func(ctx context.Context, id string) error {
+			_, err := d.DiscardSend(ctx, id)
+			return err
+		},
+	}
+	return nil
+}
+
+// Engine is the journey engine.
+func (a *App) Engine() *journey.Engine { return a.parts.engine }
+
+// Dispatcher is the sending dispatcher.
+func (a *App) Dispatcher() *sending.Dispatcher { return a.parts.dispatcher }
+
+// ReloadRules re-reads the rule files and swaps them in atomically; on any
+// error the previous set stays.
+func (a *App) ReloadRules(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	files, err := a.Config.RuleFiles()
+	if err != nil {
+		return err
+	}
+	res, err := a.parts.engine.ReloadFiles(ctx, files)
+	if err != nil {
+		return err
+	}
+	a.Logger.Info("rules reloaded", "rules", res.Rules, "added", res.Added, "removed", res.Removed, "journeys_ended", res.Ended)
+	return nil
+}
+
+// RuleSummary is one rule in GET /api/v1/rules.
+type RuleSummary struct {
+	ID          string  `json:"id"`
+	Description string  `json:"description,omitempty"`
+	File        string  `json:"file,omitempty"`
+	Trigger     string  `json:"trigger"`
+	Steps       int     `json:"steps"`
+	Started     int     `json:"started"`
+	Active      int     `json:"active"`
+	Sent        int     `json:"sent"`
+	Exited      int     `json:"exited"`
+	Suppressed  int     `json:"suppressed"`
+	HeldOut     int     `json:"held_out"`
+	Converted   int     `json:"converted"`
+	Revenue     int64   `json:"revenue"`
+	Stats       any     `json:"stats,omitempty"`
+	Holdout     float64 `json:"holdout,omitempty"`
+}
+
+// RuleSummaries lists the loaded rules with their counts.
+func (a *App) RuleSummaries(ctx context.Context) (any, error) {
+	set := a.parts.engine.Rules()
+	counts, err := journey.Counts(ctx, a.Store, set)
+	if err != nil {
+		return nil, err
+	}
+	stats, err := a.parts.dispatcher.RuleStats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byRule := map[string]journey.RuleCounts{}
+	for _, c := range counts {
+		byRule[c.Rule] = c
+	}
+	out := []RuleSummary{}
+	for _, r := range set.Rules() {
+		c := byRule[r.ID]
+		st := stats[r.ID]
+		out = append(out, RuleSummary{
+			ID: r.ID, Description: r.Description, File: r.File, Trigger: string(r.Trigger.Event), Steps: len(r.Steps),
+			Started: c.Started, Active: c.Active, Exited: c.Exited, Suppressed: c.Suppressed, HeldOut: c.HeldOut,
+			Sent: st.Sent, Converted: st.Converted, Revenue: st.Revenue, Stats: st, Holdout: r.Holdout,
+		})
+	}
+	return map[string]any{"rules": out}, nil
+}
+
+// startBackground runs periodic maintenance until ctx ends: retention
+// pruning once a day.
+func (a *App) startBackground(ctx context.Context) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(24 * time.Hour)
+		defer t.Stop()
+		for {
+			if ret := a.Config.Retention.D(); ret > 0 {
+				if n, err := a.Store.Prune(ctx, a.Clock.Now().Add(-ret)); err != nil {
+					a.Logger.Error("retention prune failed", "error", err)
+				} else if n > 0 {
+					a.Logger.Info("retention pruned old records", "removed", n)
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return &wg
+}
+
+// espReceivers mounts SendGrid and Mailgun event webhooks, with dev keys
+// from the data dir when the real keys are not configured.
+func (a *App) espReceivers() ([]server.Webhook, error) {
+	cfg := a.Config
+	var hooks []server.Webhook
+	pub := cfg.Email.SendGrid.WebhookPublicKey
+	if pub == "" {
+		_, devPub, err := DevSendGridKey(cfg.DataDir, true)
+		if err != nil {
+			return nil, err
+		}
+		pub = devPub
+		a.Logger.Warn("email.sendgrid.webhook_public_key not set: /webhooks/sendgrid accepts only events signed with the local dev key")
+	}
+	sg, err := sendgrid.NewReceiver(sendgrid.ReceiverConfig{PublicKey: pub})
+	if err != nil {
+		return nil, fmt.Errorf("sendgrid webhook: %w", err)
+	}
+	hooks = append(hooks, server.Webhook{Source: "sendgrid", Receiver: sg})
+	key := cfg.Email.Mailgun.WebhookSigningKey
+	if key == "" {
+		dev, err := DevMailgunKey(cfg.DataDir, true)
+		if err != nil {
+			return nil, err
+		}
+		key = dev
+		a.Logger.Warn("email.mailgun.webhook_signing_key not set: /webhooks/mailgun accepts only events signed with the local dev key")
+	}
+	mg, err := mailgun.NewReceiver(mailgun.ReceiverConfig{SigningKey: key})
+	if err != nil {
+		return nil, fmt.Errorf("mailgun webhook: %w", err)
+	}
+	return append(hooks, server.Webhook{Source: "mailgun", Receiver: mg}), nil
+}
