@@ -1,0 +1,107 @@
+// Package logsender is the "log" email provider, the default: instead of
+// mailing anyone it writes each fully rendered message to the data dir and
+// a summary to the log, so a shop sees exactly what nudge would send
+// before it adds provider keys.
+//
+// Files in dir: outbox.log holds one JSON message per line, appended;
+// <send id>.html holds the rendered HTML body of local-template messages,
+// to open in a browser.
+package logsender
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/nudge-email/nudge/connectors"
+)
+
+// Name is the provider name of this sender.
+const Name = "log"
+
+// OutboxFile is the JSON-lines file inside the sender's dir.
+const OutboxFile = "outbox.log"
+
+// Sender writes messages to files instead of sending them. It is safe for
+// concurrent use.
+type Sender struct {
+	dir    string
+	logger *slog.Logger
+	mu     sync.Mutex // one writer at a time keeps JSON lines whole
+}
+
+// New returns a Sender writing into dir (created on first send); a nil
+// logger means slog.Default().
+func New(dir string, logger *slog.Logger) *Sender {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Sender{dir: dir, logger: logger}
+}
+
+// Name returns "log".
+func (s *Sender) Name() string { return Name }
+
+// Send appends m to outbox.log, writes its HTML beside it and logs a line
+// without the full address. The provider message id is "log-"+SendID.
+func (s *Sender) Send(ctx context.Context, m connectors.Message) (connectors.Result, error) {
+	if err := ctx.Err(); err != nil {
+		return connectors.Result{}, &connectors.RetryableError{Err: err}
+	}
+	if m.SendID == "" || m.To.Email == "" {
+		return connectors.Result{}, fmt.Errorf("logsender: message without send id or recipient: %w", connectors.ErrPermanent)
+	}
+	if strings.ContainsAny(m.SendID, `/\`) || m.SendID == "." || m.SendID == ".." {
+		return connectors.Result{}, fmt.Errorf("logsender: send id %q is not a file name: %w", m.SendID, connectors.ErrPermanent)
+	}
+	line, err := json.Marshal(m)
+	if err != nil {
+		return connectors.Result{}, fmt.Errorf("logsender: encode %s: %v: %w", m.SendID, err, connectors.ErrPermanent)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return connectors.Result{}, fmt.Errorf("logsender: %w", err)
+	}
+	if m.HTML != "" {
+		if err := os.WriteFile(filepath.Join(s.dir, m.SendID+".html"), []byte(m.HTML), 0o600); err != nil {
+			return connectors.Result{}, fmt.Errorf("logsender: write html: %w", err)
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(s.dir, OutboxFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return connectors.Result{}, fmt.Errorf("logsender: open outbox: %w", err)
+	}
+	if _, err := f.Write(append(line, '\n')); err != nil {
+		_ = f.Close()
+		return connectors.Result{}, fmt.Errorf("logsender: append outbox: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return connectors.Result{}, fmt.Errorf("logsender: close outbox: %w", err)
+	}
+	what := m.Subject
+	if m.TemplateID != "" {
+		what = "template " + m.TemplateID
+	}
+	s.logger.Info("email (log provider, not sent)",
+		"send_id", m.SendID, "to", Mask(m.To.Email), "subject", what, "tags", strings.Join(m.Tags, ","),
+		"file", filepath.Join(s.dir, OutboxFile))
+	return connectors.Result{Provider: Name, ProviderMessageID: "log-" + m.SendID}, nil
+}
+
+// Mask hides most of an address's local part: ann@example.com →
+// a***@example.com.
+func Mask(email string) string {
+	local, domain, ok := strings.Cut(email, "@")
+	if !ok || local == "" {
+		return "***"
+	}
+	_, n := utf8.DecodeRuneInString(local)
+	return local[:n] + "***@" + domain
+}

@@ -1,0 +1,136 @@
+package logsender
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/nudge-email/nudge/connectors"
+)
+
+func TestSendWritesMessageAndMaskedLogLine(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "mail")
+	var logs bytes.Buffer
+	s := New(dir, slog.New(slog.NewTextHandler(&logs, nil)))
+	m := connectors.Message{
+		SendID:  "abc123",
+		To:      connectors.Address{Email: "ann@example.com", Name: "Ann"},
+		From:    connectors.Address{Email: "shop@example.com"},
+		Subject: "You left something behind",
+		HTML:    "<p>Trail Runner</p>",
+		Text:    "Trail Runner",
+		Headers: map[string]string{"List-Unsubscribe": "<https://x/u/t>"},
+		Tags:    []string{"cart", "step-1"},
+		Args:    map[string]string{connectors.ArgSendID: "abc123"},
+	}
+	res, err := s.Send(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Provider != "log" || res.ProviderMessageID != "log-abc123" {
+		t.Errorf("result = %+v", res)
+	}
+	if s.Name() != "log" {
+		t.Errorf("Name() = %q", s.Name())
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, OutboxFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got connectors.Message
+	if err := json.Unmarshal(bytes.TrimSpace(raw), &got); err != nil {
+		t.Fatalf("outbox line is not one JSON message: %v\n%s", err, raw)
+	}
+	if got.HTML != m.HTML || got.Subject != m.Subject || got.To.Email != m.To.Email || got.Headers["List-Unsubscribe"] != "<https://x/u/t>" {
+		t.Errorf("stored message = %+v", got)
+	}
+	html, err := os.ReadFile(filepath.Join(dir, "abc123.html"))
+	if err != nil || string(html) != m.HTML {
+		t.Errorf("html file = %q, %v", html, err)
+	}
+	line := logs.String()
+	if strings.Contains(line, "ann@example.com") {
+		t.Errorf("log line leaks the address: %s", line)
+	}
+	if !strings.Contains(line, "a***@example.com") || !strings.Contains(line, "send_id=abc123") {
+		t.Errorf("log line lacks masked address or send id: %s", line)
+	}
+}
+
+func TestSendAppendsWholeLinesConcurrently(t *testing.T) {
+	dir := t.TempDir()
+	s := New(dir, slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)))
+	const n = 50
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m := connectors.Message{SendID: "s" + string(rune('a'+i%26)) + strings.Repeat("x", i), To: connectors.Address{Email: "b@example.com"}, TemplateID: "d-1",
+				TemplateData: map[string]any{"items": []any{map[string]any{"title": strings.Repeat("t", 1000)}}}}
+			if _, err := s.Send(context.Background(), m); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	f, err := os.Open(filepath.Join(dir, OutboxFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	lines := 0
+	for sc.Scan() {
+		var m connectors.Message
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("line %d is not JSON: %v", lines+1, err)
+		}
+		lines++
+	}
+	if lines != n {
+		t.Errorf("%d lines, want %d", lines, n)
+	}
+}
+
+func TestSendRejectsBadMessages(t *testing.T) {
+	s := New(t.TempDir(), nil)
+	tests := []struct {
+		name string
+		m    connectors.Message
+	}{
+		{"no send id", connectors.Message{To: connectors.Address{Email: "a@example.com"}}},
+		{"no recipient", connectors.Message{SendID: "x"}},
+		{"path in send id", connectors.Message{SendID: "../x", To: connectors.Address{Email: "a@example.com"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := s.Send(context.Background(), tt.m); !errors.Is(err, connectors.ErrPermanent) {
+				t.Errorf("err = %v, want ErrPermanent", err)
+			}
+		})
+	}
+}
+
+func TestMask(t *testing.T) {
+	tests := map[string]string{
+		"ann@example.com": "a***@example.com",
+		"élise@ex.fr":     "é***@ex.fr",
+		"nope":            "***",
+		"@example.com":    "***",
+	}
+	for in, want := range tests {
+		if got := Mask(in); got != want {
+			t.Errorf("Mask(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

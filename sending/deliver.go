@@ -1,0 +1,245 @@
+package sending
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/nudge-email/nudge/behavior"
+	"github.com/nudge-email/nudge/connectors"
+	"github.com/nudge-email/nudge/scheduler"
+	"github.com/nudge-email/nudge/storage"
+)
+
+// Reasons written on sends by the delivery handler.
+const (
+	reasonInterrupted = "interrupted after the request may have reached the provider; not repeated"
+	reasonRejected    = "rejected by the provider"
+)
+
+// DefaultBackoff waits 30 s before the first retry, doubling up to one
+// hour, with ±20 % jitter so a provider outage does not end in a
+// synchronized burst. Eight attempts span about an hour.
+func DefaultBackoff(attempt int) time.Duration {
+	if attempt < 1 {
+		attempt = 1
+	}
+	d := 30 * time.Second << min(attempt-1, 10)
+	if d > time.Hour {
+		d = time.Hour
+	}
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// Register makes s run send jobs and lets Dispatch wake it when it
+// enqueues one.
+func (d *Dispatcher) Register(s *scheduler.Scheduler) {
+	d.sched.Store(s)
+	s.Handle(JobSend, d.HandleSend)
+}
+
+// HandleSend is the JobSend handler: it delivers one outbox entry at most
+// once. See the package doc for the states.
+func (d *Dispatcher) HandleSend(ctx context.Context, job storage.Job) error {
+	var p sendPayload
+	if err := json.Unmarshal(job.Payload, &p); err != nil || p.SendID == "" {
+		return scheduler.Cancel(fmt.Errorf("sending: bad send job payload %q: %v", job.Payload, err))
+	}
+	return d.deliver(ctx, p.SendID)
+}
+
+func (d *Dispatcher) deliver(ctx context.Context, id string) error {
+	proceed := false
+	send, err := d.modify(ctx, id, func(s *storage.Send) (bool, error) {
+		switch s.Status {
+		case storage.SendSending:
+			s.Status, s.Reason, s.LastError = storage.SendUnknown, reasonInterrupted, ""
+			return true, nil
+		case storage.SendPending, storage.SendRetrying:
+		default:
+			return false, nil // sent, dead, unknown, held, skipped: nothing to do
+		}
+		if reason, err := d.stillAllowed(ctx, *s); err != nil {
+			return false, err
+		} else if reason != "" {
+			s.Status, s.Reason = storage.SendSkipped, reason
+			return true, nil
+		}
+		s.Status = storage.SendSending
+		s.Attempts++
+		proceed = true
+		return true, nil
+	})
+	if errors.Is(err, storage.ErrNotFound) {
+		return scheduler.Cancel(fmt.Errorf("sending: send %s is gone: %w", id, err))
+	}
+	if err != nil {
+		return fmt.Errorf("sending: start send %s: %w", id, err)
+	}
+	if !proceed {
+		switch send.Status {
+		case storage.SendUnknown:
+			if send.Reason == reasonInterrupted {
+				d.opts.Logger.Warn("send interrupted, marked unknown", "send_id", id, "rule", send.Rule)
+			}
+		case storage.SendSent:
+			// A previous run updated the send but failed to record it.
+			return d.recordSent(ctx, send)
+		}
+		return nil
+	}
+
+	res, sendErr := d.call(ctx, send)
+	now := d.now()
+	if sendErr == nil {
+		send, err = d.modify(ctx, id, func(s *storage.Send) (bool, error) {
+			s.Status, s.Reason, s.LastError = storage.SendSent, "", ""
+			s.ProviderMessageID, s.SentAt = res.ProviderMessageID, now
+			return true, nil
+		})
+		if err != nil {
+			// The provider has the message but we could not say so: the
+			// retried job finds "sending" and marks it unknown, never
+			// sending twice.
+			return fmt.Errorf("sending: record success of %s: %w", id, err)
+		}
+		d.opts.Logger.Info("email sent", "send_id", id, "rule", send.Rule, "step", send.Step, "provider", send.Provider, "to", maskEmail(send.Email))
+		return d.recordSent(ctx, send)
+	}
+
+	var retry *connectors.RetryableError
+	permanent := errors.Is(sendErr, connectors.ErrPermanent)
+	exhausted := !permanent && send.Attempts >= d.opts.MaxAttempts
+	send, err = d.modify(ctx, id, func(s *storage.Send) (bool, error) {
+		s.LastError = sendErr.Error()
+		switch {
+		case permanent:
+			s.Status, s.Reason = storage.SendDead, reasonRejected
+		case exhausted:
+			s.Status, s.Reason = storage.SendDead, "gave up after "+strconv.Itoa(s.Attempts)+" attempts"
+		default:
+			s.Status, s.Reason = storage.SendRetrying, ""
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("sending: record failure of %s (%v): %w", id, sendErr, err)
+	}
+	if send.Status == storage.SendDead {
+		d.opts.Logger.Error("send dead", "send_id", id, "rule", send.Rule, "provider", send.Provider, "attempts", send.Attempts, "error", sendErr)
+		return nil
+	}
+	wait := d.opts.BackoffFunc(send.Attempts)
+	if errors.As(sendErr, &retry) && retry.After > wait {
+		wait = retry.After
+	}
+	d.opts.Logger.Warn("send will be retried", "send_id", id, "provider", send.Provider, "attempt", send.Attempts, "retry_in", wait, "error", sendErr)
+	return scheduler.RetryAt(now.Add(wait), fmt.Errorf("sending: send %s attempt %d: %w", id, send.Attempts, sendErr))
+}
+
+// call hands the stored message to its provider with a deadline.
+func (d *Dispatcher) call(ctx context.Context, send storage.Send) (connectors.Result, error) {
+	sender := d.senders[send.Provider]
+	if sender == nil {
+		return connectors.Result{}, fmt.Errorf("%w %q: %w", ErrNoSender, send.Provider, connectors.ErrPermanent)
+	}
+	var msg connectors.Message
+	if err := json.Unmarshal(send.Message, &msg); err != nil {
+		return connectors.Result{}, fmt.Errorf("stored message: %v: %w", err, connectors.ErrPermanent)
+	}
+	cctx, cancel := context.WithTimeout(ctx, d.opts.SendTimeout)
+	defer cancel()
+	return sender.Send(cctx, msg)
+}
+
+// stillAllowed re-checks suppression and consent just before the provider
+// call: an unsubscribe between dispatch and delivery must still win.
+func (d *Dispatcher) stillAllowed(ctx context.Context, s storage.Send) (string, error) {
+	var p storage.Profile
+	if d.opts.Policies.RequireConsent {
+		var err error
+		p, err = d.store.Profile(ctx, s.ProfileID)
+		if errors.Is(err, storage.ErrNotFound) {
+			return "profile no longer exists", nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("profile %s: %w", s.ProfileID, err)
+		}
+	}
+	return d.blocked(ctx, s.Email, p)
+}
+
+// recordSent appends the email_sent record; its id derives from the send,
+// so recording twice stores it once.
+func (d *Dispatcher) recordSent(ctx context.Context, s storage.Send) error {
+	r := behavior.Record{
+		ID:     behavior.DeriveID(string(behavior.EmailSent), s.ID),
+		Kind:   behavior.EmailSent,
+		Source: "nudge",
+		At:     s.SentAt,
+		Email:  s.Email,
+	}
+	r.SetRef(behavior.RefSendID, s.ID)
+	r.SetRef(behavior.RefRuleID, s.Rule)
+	r.SetRef(behavior.RefStep, strconv.Itoa(s.Step))
+	r.SetRef(behavior.RefMessageID, s.ProviderMessageID)
+	if _, err := d.store.Append(ctx, storage.Ingest{Records: []behavior.Record{r}}); err != nil {
+		return fmt.Errorf("sending: email_sent record for %s: %w", s.ID, err)
+	}
+	return nil
+}
+
+// RetrySend puts a dead send back in the outbox with a fresh attempt
+// budget (admin action). Only dead sends with a rendered message qualify:
+// an unknown send may have been delivered.
+func (d *Dispatcher) RetrySend(ctx context.Context, id string) (storage.Send, error) {
+	s, err := d.modifyJobs(ctx, id, func(s *storage.Send) (bool, []storage.JobSpec, error) {
+		if s.Status != storage.SendDead || len(s.Message) == 0 {
+			return false, nil, fmt.Errorf("%w: send %s is %s", ErrState, id, s.Status)
+		}
+		if s.Meta == nil {
+			s.Meta = map[string]string{}
+		}
+		n, _ := strconv.Atoi(s.Meta["retries"])
+		n++
+		s.Meta["retries"] = strconv.Itoa(n)
+		s.Status, s.Reason, s.Attempts = storage.SendPending, "retried by admin", 0
+		payload, err := jsonMarshal(sendPayload{SendID: id})
+		if err != nil {
+			return false, nil, err
+		}
+		// A new unique key: the first job's key is kept forever so that a
+		// replayed Dispatch cannot enqueue it twice.
+		return true, []storage.JobSpec{{
+			Kind: JobSend, UniqueKey: "send:" + id + ":retry:" + strconv.Itoa(n),
+			Payload: payload, DueAt: d.now(), MaxAttempts: d.opts.MaxAttempts + 2,
+		}}, nil
+	})
+	if err != nil {
+		return storage.Send{}, fmt.Errorf("sending: retry send %s: %w", id, err)
+	}
+	d.wake()
+	return s, nil
+}
+
+// DiscardSend gives up on a send that has not gone out (pending, retrying
+// or dead): it becomes skipped, and a queued job finds nothing to do.
+func (d *Dispatcher) DiscardSend(ctx context.Context, id string) (storage.Send, error) {
+	s, err := d.modify(ctx, id, func(s *storage.Send) (bool, error) {
+		switch s.Status {
+		case storage.SendPending, storage.SendRetrying, storage.SendDead:
+		default:
+			return false, fmt.Errorf("%w: send %s is %s", ErrState, id, s.Status)
+		}
+		s.Status, s.Reason = storage.SendSkipped, "discarded by admin"
+		return true, nil
+	})
+	if err != nil {
+		return storage.Send{}, fmt.Errorf("sending: discard send %s: %w", id, err)
+	}
+	return s, nil
+}

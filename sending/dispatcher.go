@@ -1,0 +1,345 @@
+package sending
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	_ "time/tzdata" // customers' zones must resolve even on hosts without zoneinfo
+
+	"github.com/nudge-email/nudge/behavior"
+	"github.com/nudge-email/nudge/clock"
+	"github.com/nudge-email/nudge/config"
+	"github.com/nudge-email/nudge/connectors"
+	"github.com/nudge-email/nudge/dispatch"
+	"github.com/nudge-email/nudge/scheduler"
+	"github.com/nudge-email/nudge/storage"
+)
+
+// JobSend is the scheduler job kind that delivers one outbox entry; its
+// unique key is "send:"+sendID.
+const JobSend = "send"
+
+// Defaults for Options.
+const (
+	DefaultProvider          = "log"
+	DefaultMaxAttempts       = 8
+	DefaultSendTimeout       = 30 * time.Second
+	DefaultCapPer            = 24 * time.Hour
+	DefaultAttributionWindow = 5 * 24 * time.Hour
+	// recommendationCount is how many products CONTRACT §5 promises.
+	recommendationCount = 4
+)
+
+// Options configure a Dispatcher.
+type Options struct {
+	// Policies are consent, frequency cap, quiet hours and attribution.
+	Policies config.Policies
+	// Timezone is the zone of customers whose own zone is unknown
+	// (default UTC).
+	Timezone *time.Location
+	// From and ReplyTo address every message.
+	From    connectors.Address
+	ReplyTo *connectors.Address
+	// PublicURL is the base of unsubscribe links, e.g. "https://mail.shop.com".
+	PublicURL string
+	// TokenSecret signs unsubscribe tokens; required.
+	TokenSecret []byte
+	// Stores give name, url and currency to template data; the first is
+	// the default for records without a store.
+	Stores []config.Store
+	// DefaultProvider is email.provider: "log" (default), "sendgrid" or
+	// "mailgun"; a rule's send.provider overrides it.
+	DefaultProvider string
+	// UnsubscribeGroup is a SendGrid ASM group id (0 = none).
+	UnsubscribeGroup int
+	// Recommender supplies recommendations; nil gives an empty list.
+	Recommender Recommender
+	// Clock (default clock.Real) and Logger (default slog.Default()).
+	Clock  clock.Clock
+	Logger *slog.Logger
+	// MaxAttempts is how many provider calls one send may take before it
+	// goes to dead (default 8).
+	MaxAttempts int
+	// SendTimeout bounds one provider call (default 30 s).
+	SendTimeout time.Duration
+	// BackoffFunc is the delay before retry number attempt (1-based);
+	// default 30 s doubling to 1 h with ±20 % jitter. A provider's
+	// Retry-After wins when it is longer.
+	BackoffFunc func(attempt int) time.Duration
+	// RulePriorityFunc, when set, reports a rule's priority so that a
+	// lower-priority step leaves the last cap slot to a higher-priority
+	// step due within the same minute.
+	RulePriorityFunc func(rule string) (int, bool)
+}
+
+// Recommender supplies up to n products for a profile.
+type Recommender interface {
+	Recommend(ctx context.Context, profileID string, n int) ([]storage.Product, error)
+}
+
+// Dispatcher gates, renders, enqueues and delivers step sends, serves the
+// unsubscribe pages and attributes orders. It is safe for concurrent use.
+type Dispatcher struct {
+	store     storage.Store
+	senders   map[string]connectors.Sender
+	opts      Options
+	quiet     quietWindow
+	templates *templateCache
+	// locks serialize read-modify-write of one send between the delivery
+	// handler and engagement updates (striped by send id).
+	locks [64]sync.Mutex
+	zones sync.Map // zone name → *time.Location (nil for invalid names)
+	sched atomic.Pointer[scheduler.Scheduler]
+}
+
+// Compile-time checks of the seams the engine uses.
+var (
+	_ dispatch.Dispatcher = (*Dispatcher)(nil)
+	_ dispatch.Observer   = (*Dispatcher)(nil)
+)
+
+// New returns a Dispatcher over store with the given senders by provider
+// name. The default provider must have a sender.
+func New(store storage.Store, senders map[string]connectors.Sender, opts Options) (*Dispatcher, error) {
+	if store == nil {
+		return nil, errors.New("sending: nil store")
+	}
+	if len(opts.TokenSecret) == 0 {
+		return nil, errors.New("sending: empty token secret: unsubscribe links must be signed")
+	}
+	if opts.DefaultProvider == "" {
+		opts.DefaultProvider = DefaultProvider
+	}
+	if senders[opts.DefaultProvider] == nil {
+		return nil, fmt.Errorf("sending: %w %q", ErrNoSender, opts.DefaultProvider)
+	}
+	if opts.Timezone == nil {
+		opts.Timezone = time.UTC
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = DefaultMaxAttempts
+	}
+	if opts.SendTimeout <= 0 {
+		opts.SendTimeout = DefaultSendTimeout
+	}
+	if opts.BackoffFunc == nil {
+		opts.BackoffFunc = DefaultBackoff
+	}
+	if opts.Policies.FrequencyCap.Max > 0 && opts.Policies.FrequencyCap.Per <= 0 {
+		opts.Policies.FrequencyCap.Per = config.Duration(DefaultCapPer)
+	}
+	if opts.Policies.AttributionWindow <= 0 {
+		opts.Policies.AttributionWindow = config.Duration(DefaultAttributionWindow)
+	}
+	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
+	q, err := parseQuietHours(opts.Policies.QuietHours)
+	if err != nil {
+		return nil, fmt.Errorf("sending: %w", err)
+	}
+	s := make(map[string]connectors.Sender, len(senders))
+	for name, snd := range senders {
+		if snd != nil {
+			s[name] = snd
+		}
+	}
+	return &Dispatcher{store: store, senders: s, opts: opts, quiet: q, templates: newTemplateCache()}, nil
+}
+
+// SendID is the outbox id of a journey step: deterministic, so a retried
+// Dispatch never creates a second entry.
+func SendID(journeyID string, step int) string {
+	return behavior.DeriveID("send", journeyID, strconv.Itoa(step))
+}
+
+// sendPayload is a JobSend job's payload.
+type sendPayload struct {
+	SendID string `json:"send_id"`
+}
+
+func (d *Dispatcher) now() time.Time { return d.opts.Clock.Now().UTC() }
+
+func (d *Dispatcher) lockFor(id string) *sync.Mutex {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	return &d.locks[h.Sum32()%uint32(len(d.locks))]
+}
+
+// modify applies fn to the stored send under its lock and writes it back
+// when fn reports a change. It returns the send as stored.
+func (d *Dispatcher) modify(ctx context.Context, id string, fn func(s *storage.Send) (bool, error)) (storage.Send, error) {
+	return d.modifyJobs(ctx, id, func(s *storage.Send) (bool, []storage.JobSpec, error) {
+		changed, err := fn(s)
+		return changed, nil, err
+	})
+}
+
+// modifyJobs is modify where fn also names jobs to enqueue atomically
+// with the change.
+func (d *Dispatcher) modifyJobs(ctx context.Context, id string, fn func(s *storage.Send) (bool, []storage.JobSpec, error)) (storage.Send, error) {
+	mu := d.lockFor(id)
+	mu.Lock()
+	defer mu.Unlock()
+	s, err := d.store.Send(ctx, id)
+	if err != nil {
+		return storage.Send{}, err
+	}
+	changed, jobs, err := fn(&s)
+	if err != nil || !changed {
+		return s, err
+	}
+	s.UpdatedAt = d.now()
+	if err := d.store.UpdateSend(ctx, s, jobs...); err != nil {
+		return storage.Send{}, err
+	}
+	return s, nil
+}
+
+// wake tells a registered scheduler that a job was enqueued, since
+// CreateSend writes jobs behind its back.
+func (d *Dispatcher) wake() {
+	if s := d.sched.Load(); s != nil {
+		s.Wake()
+	}
+}
+
+// provider resolves a step's provider name.
+func (d *Dispatcher) provider(spec dispatch.SendSpec) string {
+	if spec.Provider != "" {
+		return spec.Provider
+	}
+	return d.opts.DefaultProvider
+}
+
+// Dispatch runs the gate for one due step and, when it passes, writes the
+// outbox entry and its send job. It is idempotent per journey step: a
+// second call returns the first call's outcome. With s.DryRun it only
+// evaluates the gate.
+func (d *Dispatcher) Dispatch(ctx context.Context, s dispatch.StepSend) (dispatch.Outcome, error) {
+	now := s.Now
+	if now.IsZero() {
+		now = d.now()
+	}
+	id := SendID(s.Journey.ID, s.Step)
+	if !s.DryRun {
+		existing, err := d.store.Send(ctx, id)
+		switch {
+		case err == nil:
+			return outcomeOf(existing), nil
+		case !errors.Is(err, storage.ErrNotFound):
+			return dispatch.Outcome{}, fmt.Errorf("sending: dispatch %s: %w", id, err)
+		}
+	}
+	out, err := d.gate(ctx, s, now)
+	if err != nil {
+		return dispatch.Outcome{}, fmt.Errorf("sending: gate %s step %d: %w", s.Rule, s.Step, err)
+	}
+	if out.Action != dispatch.Queued && out.Action != dispatch.Held {
+		return out, nil
+	}
+	out.SendID = id
+	if s.DryRun {
+		return out, nil
+	}
+	send := storage.Send{
+		ID:        id,
+		JourneyID: s.Journey.ID,
+		Rule:      s.Rule,
+		Step:      s.Step,
+		ProfileID: s.Profile.ID,
+		Email:     recipient(s.Profile),
+		Provider:  d.provider(s.Send),
+		Priority:  s.Priority,
+		CreatedAt: now.UTC(),
+		UpdatedAt: now.UTC(),
+	}
+	var jobs []storage.JobSpec
+	if out.Action == dispatch.Held {
+		send.Status, send.Reason = storage.SendHeld, out.Reason
+	} else {
+		send.Status = storage.SendPending
+		if err := d.prepare(ctx, s, &send); err != nil {
+			// A template or provider problem will not fix itself by
+			// retrying the step: keep it visible in the dead letters.
+			send.Status, send.Reason, send.LastError = storage.SendDead, "not rendered", err.Error()
+			out = dispatch.Outcome{Action: dispatch.Skipped, Reason: "cannot render: " + err.Error(), SendID: id}
+			d.opts.Logger.Error("send not rendered", "send_id", id, "rule", s.Rule, "step", s.Step, "error", err)
+		} else {
+			payload, _ := jsonMarshal(sendPayload{SendID: id})
+			jobs = append(jobs, storage.JobSpec{
+				Kind: JobSend, UniqueKey: "send:" + id, Payload: payload, DueAt: now,
+				// Our own attempt count decides dead; the job's limit is
+				// only a backstop.
+				MaxAttempts: d.opts.MaxAttempts + 2,
+			})
+		}
+	}
+	stored, created, err := d.store.CreateSend(ctx, send, jobs...)
+	if err != nil {
+		return dispatch.Outcome{}, fmt.Errorf("sending: create send %s: %w", id, err)
+	}
+	if !created {
+		return outcomeOf(stored), nil
+	}
+	if len(jobs) > 0 {
+		d.wake()
+	}
+	return out, nil
+}
+
+// prepare renders the message into send.Message.
+func (d *Dispatcher) prepare(ctx context.Context, s dispatch.StepSend, send *storage.Send) error {
+	if d.senders[send.Provider] == nil {
+		return fmt.Errorf("%w %q", ErrNoSender, send.Provider)
+	}
+	msg, err := d.render(ctx, s, send.ID)
+	if err != nil {
+		return err
+	}
+	raw, err := jsonMarshal(msg)
+	if err != nil {
+		return fmt.Errorf("encode message: %w", err)
+	}
+	send.Message = raw
+	return nil
+}
+
+// outcomeOf answers a repeated Dispatch from the stored send.
+func outcomeOf(s storage.Send) dispatch.Outcome {
+	switch s.Status {
+	case storage.SendHeld:
+		return dispatch.Outcome{Action: dispatch.Held, Reason: s.Reason, SendID: s.ID}
+	case storage.SendSkipped:
+		return dispatch.Outcome{Action: dispatch.Skipped, Reason: s.Reason, SendID: s.ID}
+	case storage.SendDead:
+		if s.Reason == "not rendered" {
+			return dispatch.Outcome{Action: dispatch.Skipped, Reason: "cannot render: " + s.LastError, SendID: s.ID}
+		}
+	}
+	return dispatch.Outcome{Action: dispatch.Queued, Reason: "already in the outbox (" + s.Status + ")", SendID: s.ID}
+}
+
+// recipient is the address a profile is mailed at.
+func recipient(p storage.Profile) string {
+	if e := behavior.NormalizeEmail(p.Email); e != "" {
+		return e
+	}
+	for _, id := range p.Identities {
+		if id.Type == behavior.IdentEmail && id.Value != "" {
+			return behavior.NormalizeEmail(id.Value)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,315 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The outbox keeps one Send per journey step in bucketSends and three
+// indexes beside it (layouts in db.go): by profile and creation time (the
+// frequency cap and the profile page), by status and update time (the
+// admin's dead-letter list, newest first) and by the provider's message id
+// (engagement webhooks that carry no send id). Every write below keeps all
+// three in step with the stored send inside one transaction.
+
+// CreateSend adds s unless a send with its id exists. The jobs are enqueued
+// only when the send is created, in the same transaction, so a send and the
+// job that delivers it exist together or not at all.
+func (db *DB) CreateSend(ctx context.Context, s Send, jobs ...JobSpec) (Send, bool, error) {
+	if err := validSend(s); err != nil {
+		return Send{}, false, fmt.Errorf("storage: create send: %w", err)
+	}
+	var out Send
+	var created bool
+	err := db.update(ctx, func(tx *bolt.Tx) error {
+		sends := tx.Bucket(bucketSends)
+		var old Send
+		found, err := getJSON(sends, []byte(s.ID), &old)
+		if err != nil {
+			return err
+		}
+		if found {
+			out, created = old, false
+			return nil
+		}
+		now := db.now()
+		if s.CreatedAt.IsZero() {
+			s.CreatedAt = now
+		}
+		if s.UpdatedAt.IsZero() {
+			s.UpdatedAt = s.CreatedAt
+		}
+		s.CreatedAt, s.UpdatedAt = s.CreatedAt.UTC(), s.UpdatedAt.UTC()
+		if err := putSendTx(tx, nil, s); err != nil {
+			return err
+		}
+		if _, err := db.enqueueJobsTx(tx, jobs); err != nil {
+			return err
+		}
+		out, created = s, true
+		return nil
+	})
+	if err != nil {
+		return Send{}, false, fmt.Errorf("storage: create send %s: %w", s.ID, err)
+	}
+	return out, created, nil
+}
+
+// UpdateSend replaces the send with s.ID and enqueues jobs atomically. The
+// creation time is the stored one (it keys the profile index); UpdatedAt
+// becomes now unless the caller moved it forward itself.
+func (db *DB) UpdateSend(ctx context.Context, s Send, jobs ...JobSpec) error {
+	if err := validSend(s); err != nil {
+		return fmt.Errorf("storage: update send: %w", err)
+	}
+	err := db.update(ctx, func(tx *bolt.Tx) error {
+		var old Send
+		found, err := getJSON(tx.Bucket(bucketSends), []byte(s.ID), &old)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return ErrNotFound
+		}
+		s.CreatedAt = old.CreatedAt
+		if !s.UpdatedAt.After(old.UpdatedAt) {
+			s.UpdatedAt = db.now()
+		}
+		s.UpdatedAt = s.UpdatedAt.UTC()
+		if err := putSendTx(tx, &old, s); err != nil {
+			return err
+		}
+		_, err = db.enqueueJobsTx(tx, jobs)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("storage: update send %s: %w", s.ID, err)
+	}
+	return nil
+}
+
+func validSend(s Send) error {
+	switch {
+	case s.ID == "" || strings.IndexByte(s.ID, 0) >= 0:
+		return fmt.Errorf("%w: send id %q", ErrInvalid, s.ID)
+	case s.Status == "":
+		return fmt.Errorf("%w: send %s without status", ErrInvalid, s.ID)
+	case strings.IndexByte(s.ProfileID, 0) >= 0 || strings.IndexByte(s.Status, 0) >= 0:
+		return fmt.Errorf("%w: send %s: NUL in profile id or status", ErrInvalid, s.ID)
+	}
+	return nil
+}
+
+// putSendTx writes s and moves its index entries away from those of old
+// (nil for a new send).
+func putSendTx(tx *bolt.Tx, old *Send, s Send) error {
+	byProfile := tx.Bucket(bucketSendsByProfile)
+	byStatus := tx.Bucket(bucketSendsByStatus)
+	byProvider := tx.Bucket(bucketSendsByProviderID)
+	if old != nil {
+		if err := byProfile.Delete(sendProfileKey(*old)); err != nil {
+			return err
+		}
+		if err := byStatus.Delete(sendStatusKey(*old)); err != nil {
+			return err
+		}
+		if p := providerKey(old.ProviderMessageID); p != nil && old.ProviderMessageID != s.ProviderMessageID {
+			// Only drop the entry if it still points at this send: a
+			// provider id is unique, but be defensive about stale data.
+			if string(byProvider.Get(p)) == old.ID {
+				if err := byProvider.Delete(p); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if err := putJSON(tx.Bucket(bucketSends), []byte(s.ID), s); err != nil {
+		return err
+	}
+	if err := byProfile.Put(sendProfileKey(s), nil); err != nil {
+		return err
+	}
+	if err := byStatus.Put(sendStatusKey(s), nil); err != nil {
+		return err
+	}
+	if p := providerKey(s.ProviderMessageID); p != nil {
+		if err := byProvider.Put(p, []byte(s.ID)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendProfileKey is profile id | 0x00 | u64 created ns | send id.
+func sendProfileKey(s Send) []byte {
+	return append(join([]byte(s.ProfileID), timeKey(s.CreatedAt)), s.ID...)
+}
+
+// sendStatusKey is status | 0x00 | u64 updated ns | send id.
+func sendStatusKey(s Send) []byte {
+	return append(join([]byte(s.Status), timeKey(s.UpdatedAt)), s.ID...)
+}
+
+// providerKey normalizes a provider message id for the index. Mailgun's
+// send API answers "<id@domain>" while its events carry the id without
+// angle brackets, so both forms must find the same send.
+func providerKey(id string) []byte {
+	id = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(id), "<"), ">")
+	if id == "" {
+		return nil
+	}
+	return []byte(id)
+}
+
+// Send returns one send.
+func (db *DB) Send(ctx context.Context, id string) (Send, error) {
+	var s Send
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		found, err := getJSON(tx.Bucket(bucketSends), []byte(id), &s)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return Send{}, fmt.Errorf("storage: send %s: %w", id, err)
+	}
+	return s, nil
+}
+
+// SendByProviderMessageID finds a send by the provider's message id, with
+// or without angle brackets. SendGrid events carry sg_message_id, which is
+// the X-Message-Id of the send followed by ".filter…"; a miss on the whole
+// id retries with the part before the first dot.
+func (db *DB) SendByProviderMessageID(ctx context.Context, providerID string) (Send, error) {
+	var s Send
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		byProvider := tx.Bucket(bucketSendsByProviderID)
+		key := providerKey(providerID)
+		if key == nil {
+			return ErrNotFound
+		}
+		id := byProvider.Get(key)
+		if id == nil {
+			if i := bytes.IndexByte(key, '.'); i > 0 && !bytes.ContainsRune(key, '@') {
+				id = byProvider.Get(key[:i])
+			}
+		}
+		if id == nil {
+			return ErrNotFound
+		}
+		found, err := getJSON(tx.Bucket(bucketSends), id, &s)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return Send{}, fmt.Errorf("storage: send by provider id %s: %w", providerID, err)
+	}
+	return s, nil
+}
+
+// SendsByProfile returns a profile's sends, oldest first.
+func (db *DB) SendsByProfile(ctx context.Context, profileID string) ([]Send, error) {
+	var out []Send
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		out = out[:0]
+		sends := tx.Bucket(bucketSends)
+		prefix := join([]byte(profileID), nil)
+		c := tx.Bucket(bucketSendsByProfile).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			if len(k) < len(prefix)+8 {
+				continue
+			}
+			var s Send
+			found, err := getJSON(sends, k[len(prefix)+8:], &s)
+			if err != nil {
+				return err
+			}
+			if found {
+				out = append(out, s)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: sends of profile %s: %w", profileID, err)
+	}
+	return out, nil
+}
+
+// ListSends returns sends with the given status ("" = all), most recently
+// updated first, at most limit (0 = no limit).
+func (db *DB) ListSends(ctx context.Context, status string, limit int) ([]Send, error) {
+	var out []Send
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		out = out[:0]
+		sends := tx.Bucket(bucketSends)
+		if status == "" {
+			err := sends.ForEach(func(k, v []byte) error {
+				var s Send
+				if _, err := getJSON(sends, k, &s); err != nil {
+					return err
+				}
+				out = append(out, s)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			sort.SliceStable(out, func(i, j int) bool {
+				if !out[i].UpdatedAt.Equal(out[j].UpdatedAt) {
+					return out[i].UpdatedAt.After(out[j].UpdatedAt)
+				}
+				return out[i].ID > out[j].ID
+			})
+			if limit > 0 && len(out) > limit {
+				out = out[:limit]
+			}
+			return nil
+		}
+		prefix := join([]byte(status), nil)
+		c := tx.Bucket(bucketSendsByStatus).Cursor()
+		// Seek past the prefix, then walk backwards for newest first.
+		end := append(append([]byte(nil), prefix...), bytes.Repeat([]byte{0xff}, 9)...)
+		k, _ := c.Seek(end)
+		if k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+		for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
+			if limit > 0 && len(out) >= limit {
+				break
+			}
+			if len(k) < len(prefix)+8 {
+				continue
+			}
+			var s Send
+			found, err := getJSON(sends, k[len(prefix)+8:], &s)
+			if err != nil {
+				return err
+			}
+			if found {
+				out = append(out, s)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: list sends %q: %w", status, err)
+	}
+	return out, nil
+}

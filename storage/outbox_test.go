@@ -1,0 +1,247 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/nudge-email/nudge/clock"
+)
+
+func openOutboxDB(t *testing.T) (*DB, *clock.Fake) {
+	t.Helper()
+	clk := clock.NewFake(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	db, err := Open(filepath.Join(t.TempDir(), "nudge.db"), Options{Clock: clk, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db, clk
+}
+
+// statusIndex lists the send ids indexed under status, in key order.
+func statusIndex(t *testing.T, db *DB, status string) []string {
+	t.Helper()
+	var ids []string
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		prefix := join([]byte(status), nil)
+		c := tx.Bucket(bucketSendsByStatus).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			ids = append(ids, string(k[len(prefix)+8:]))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func TestCreateSendIsUniqueAndEnqueuesAtomically(t *testing.T) {
+	ctx := context.Background()
+	db, clk := openOutboxDB(t)
+	s := Send{ID: "s1", JourneyID: "j1", Rule: "cart", Step: 1, ProfileID: "p1", Email: "ann@example.com", Status: SendPending}
+	job := JobSpec{Kind: "send", UniqueKey: "send:s1", Payload: []byte(`{"send_id":"s1"}`)}
+
+	got, created, err := db.CreateSend(ctx, s, job)
+	if err != nil || !created {
+		t.Fatalf("first create: created=%v err=%v", created, err)
+	}
+	if !got.CreatedAt.Equal(clk.Now()) {
+		t.Errorf("CreatedAt = %v, want the store clock %v", got.CreatedAt, clk.Now())
+	}
+	again := s
+	again.Status = SendSent
+	got2, created2, err := db.CreateSend(ctx, again, JobSpec{Kind: "send", UniqueKey: "send:s1:other"})
+	if err != nil || created2 {
+		t.Fatalf("second create: created=%v err=%v", created2, err)
+	}
+	if got2.Status != SendPending {
+		t.Errorf("second create returned status %q, want the stored %q", got2.Status, SendPending)
+	}
+	jobs, err := db.ClaimDueJobs(ctx, clk.Now(), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 1 || jobs[0].UniqueKey != "send:s1" {
+		t.Fatalf("jobs = %+v, want exactly the first create's job", jobs)
+	}
+	if _, _, err := db.CreateSend(ctx, Send{ID: "", Status: SendPending}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("create without id: err = %v, want ErrInvalid", err)
+	}
+}
+
+func TestUpdateSendKeepsIndexesInSync(t *testing.T) {
+	ctx := context.Background()
+	db, clk := openOutboxDB(t)
+	s, _, err := db.CreateSend(ctx, Send{ID: "s1", ProfileID: "p1", Status: SendPending})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name     string
+		status   string
+		provider string
+	}{
+		{"to sending", SendSending, ""},
+		{"to retrying", SendRetrying, ""},
+		{"to sent with id", SendSent, "<abc@mg.example.com>"},
+		{"provider id changes", SendSent, "xyz"},
+	}
+	for _, st := range steps {
+		clk.Advance(time.Minute)
+		s.Status, s.ProviderMessageID = st.status, st.provider
+		if err := db.UpdateSend(ctx, s); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		for _, other := range []string{SendPending, SendSending, SendRetrying, SendSent} {
+			ids := statusIndex(t, db, other)
+			want := 0
+			if other == st.status {
+				want = 1
+			}
+			if len(ids) != want {
+				t.Errorf("%s: index %q holds %v, want %d entries", st.name, other, ids, want)
+			}
+		}
+		got, err := db.Send(ctx, "s1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got.UpdatedAt.Equal(clk.Now()) {
+			t.Errorf("%s: UpdatedAt = %v, want %v", st.name, got.UpdatedAt, clk.Now())
+		}
+		if !got.CreatedAt.Equal(s.CreatedAt) {
+			t.Errorf("%s: CreatedAt moved to %v", st.name, got.CreatedAt)
+		}
+	}
+	if _, err := db.SendByProviderMessageID(ctx, "abc@mg.example.com"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("old provider id still resolves: %v", err)
+	}
+	if err := db.UpdateSend(ctx, Send{ID: "nope", Status: SendSent}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("update of a missing send: %v, want ErrNotFound", err)
+	}
+}
+
+func TestSendByProviderMessageID(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openOutboxDB(t)
+	for _, s := range []Send{
+		{ID: "mg", ProfileID: "p", Status: SendSent, ProviderMessageID: "<20260301.1@mg.example.com>"},
+		{ID: "sg", ProfileID: "p", Status: SendSent, ProviderMessageID: "14c5d75ce93.dfd.64b469"},
+	} {
+		if _, _, err := db.CreateSend(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name, lookup, want string
+	}{
+		{"mailgun with brackets", "<20260301.1@mg.example.com>", "mg"},
+		{"mailgun event form without brackets", "20260301.1@mg.example.com", "mg"},
+		{"sendgrid exact", "14c5d75ce93.dfd.64b469", "sg"},
+		{"sendgrid event sg_message_id", "14c5d75ce93.filter0001.16648.5515E0B88.0", ""},
+		{"unknown", "nope", ""},
+		{"empty", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := db.SendByProviderMessageID(ctx, tt.lookup)
+			if tt.want == "" {
+				if !errors.Is(err, ErrNotFound) {
+					t.Fatalf("got %q, %v; want ErrNotFound", got.ID, err)
+				}
+				return
+			}
+			if err != nil || got.ID != tt.want {
+				t.Fatalf("got %q, %v; want %q", got.ID, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSendGridEventIDResolvesToXMessageID(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openOutboxDB(t)
+	if _, _, err := db.CreateSend(ctx, Send{ID: "sg", ProfileID: "p", Status: SendSent, ProviderMessageID: "W3rGm5pIQpaD6b0y2jPNgA"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.SendByProviderMessageID(ctx, "W3rGm5pIQpaD6b0y2jPNgA.filterdrecv-5645d9c87f-78k5x-1-5F8E2B7E-2.0")
+	if err != nil || got.ID != "sg" {
+		t.Fatalf("got %q, %v; want sg", got.ID, err)
+	}
+}
+
+func TestListSendsAndSendsByProfile(t *testing.T) {
+	ctx := context.Background()
+	db, clk := openOutboxDB(t)
+	create := func(id, profile, status string) {
+		t.Helper()
+		clk.Advance(time.Second)
+		if _, _, err := db.CreateSend(ctx, Send{ID: id, ProfileID: profile, Status: status}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	create("a", "p1", SendDead)
+	create("b", "p2", SendSent)
+	create("c", "p1", SendDead)
+	create("d", "p10", SendDead) // "p1" must not prefix-match "p10"
+	create("e", "p1", SendSent)
+
+	ids := func(ss []Send) []string {
+		var out []string
+		for _, s := range ss {
+			out = append(out, s.ID)
+		}
+		return out
+	}
+	tests := []struct {
+		name   string
+		status string
+		limit  int
+		want   []string
+	}{
+		{"dead newest first", SendDead, 0, []string{"d", "c", "a"}},
+		{"dead limited", SendDead, 2, []string{"d", "c"}},
+		{"sent", SendSent, 0, []string{"e", "b"}},
+		{"all", "", 0, []string{"e", "d", "c", "b", "a"}},
+		{"all limited", "", 1, []string{"e"}},
+		{"none", SendUnknown, 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := db.ListSends(ctx, tt.status, tt.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g := ids(got); !slices.Equal(g, tt.want) {
+				t.Errorf("got %v, want %v", g, tt.want)
+			}
+		})
+	}
+	byProfile, err := db.SendsByProfile(ctx, "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := ids(byProfile); !slices.Equal(g, []string{"a", "c", "e"}) {
+		t.Errorf("SendsByProfile(p1) = %v, want [a c e]", g)
+	}
+
+	// Moving a send to dead puts it at the head of the dead list.
+	clk.Advance(time.Second)
+	b, _ := db.Send(ctx, "b")
+	b.Status = SendDead
+	if err := db.UpdateSend(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	dead, _ := db.ListSends(ctx, SendDead, 0)
+	if g := ids(dead); !slices.Equal(g, []string{"b", "d", "c", "a"}) {
+		t.Errorf("after update dead = %v", g)
+	}
+}
