@@ -79,7 +79,8 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	a := &App{Config: cfg, Store: st, Logger: opts.Logger, Clock: opts.Clock}
-	a.Scheduler = scheduler.New(st, scheduler.Options{Clock: opts.Clock, Logger: opts.Logger})
+	sm := newSchedulerMetrics(opts.Registry)
+	a.Scheduler = scheduler.New(st, scheduler.Options{Clock: opts.Clock, Logger: opts.Logger, OnFinish: sm.observe})
 	if err := a.wire(ctx, opts); err != nil {
 		st.Close()
 		return nil, err
@@ -112,6 +113,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	a.Server = srv
+	opts.Registry.MustRegister(newStateCollector(a))
 	return a, nil
 }
 

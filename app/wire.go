@@ -65,8 +65,16 @@ func (a *App) wire(ctx context.Context, opts Options) error {
 	if cfg.Email.ReplyTo.Email != "" {
 		replyTo = &connectors.Address{Email: cfg.Email.ReplyTo.Email, Name: cfg.Email.ReplyTo.Name}
 	}
+	var eng *journey.Engine
+	priority := func(rule string) (int, bool) {
+		if r := eng.Rules().Rule(rule); r != nil {
+			return r.Priority, true
+		}
+		return 0, false
+	}
 	d, err := sending.New(a.Store, senders, sending.Options{
-		Policies: cfg.Policies, Timezone: loc,
+		RulePriorityFunc: priority,
+		Policies:         cfg.Policies, Timezone: loc,
 		From:    connectors.Address{Email: cfg.Email.From.Email, Name: cfg.Email.From.Name},
 		ReplyTo: replyTo, PublicURL: cfg.PublicURL, TokenSecret: TokenSecret(cfg), Stores: cfg.Stores,
 		DefaultProvider: cfg.Email.Provider, UnsubscribeGroup: cfg.Email.SendGrid.UnsubscribeGroup,
@@ -75,7 +83,7 @@ func (a *App) wire(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("sending: %w", err)
 	}
-	eng := journey.New(a.Store, d, journey.Options{
+	eng = journey.New(a.Store, d, journey.Options{
 		Clock: a.Clock, Logger: a.Logger, Observers: []dispatch.Observer{d},
 		Stores: cfg.Stores, Timezone: loc,
 	})
