@@ -94,7 +94,6 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		WriteKey: cfg.Tracking.WriteKey, AllowedOrigins: cfg.Tracking.AllowedOrigins,
 		RequireConsent: cfg.Tracking.RequireConsent, RatePerIP: cfg.Tracking.RatePerIP, RatePerKey: cfg.Tracking.RatePerKey,
 		TokenSecret: TokenSecret(cfg), PublicURL: cfg.PublicURL, StoreID: firstStoreID(cfg), Currency: firstCurrency(cfg),
-		MaxBatchBytes: int(cfg.MaxBodyBytes),
 	}, ingestNotifier{DB: st, wake: a.Scheduler.Wake}, web.Options{Clock: opts.Clock, Logger: opts.Logger})
 	if err != nil {
 		st.Close()
