@@ -16,6 +16,5 @@ func notYet(name string) func(context.Context, *env, []string) int {
 var (
 	cmdBacktest = notYet("backtest")
 	cmdPreview  = notYet("preview")
-	cmdImport   = notYet("import")
 	cmdInsights = notYet("insights")
 )
