@@ -25,7 +25,8 @@ var (
 	bucketRecByTime = []byte("rec_by_time")
 	// rec_by_profile: profile id | 0x00 | u64 occurred-at ns | record id → nil.
 	bucketRecByProfile = []byte("rec_by_profile")
-	// deliveries: delivery id → Delivery (JSON).
+	// deliveries: delivery id → Delivery JSON without its body, "\n", raw body
+	// (see encodeDelivery in records.go).
 	bucketDeliveries = []byte("deliveries")
 	// profiles: profile id → Profile (JSON).
 	bucketProfiles = []byte("profiles")

@@ -1,0 +1,268 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// MaxDecisionsPerProfile caps the explain decisions kept per profile; the
+// oldest go first, so a busy shopper's history cannot grow without bound.
+const MaxDecisionsPerProfile = 500
+
+// PutJourney writes the journey, keeps both indexes in step and enqueues
+// jobs, all in one transaction: a step job exists exactly when the journey
+// that expects it is stored.
+func (db *DB) PutJourney(ctx context.Context, j Journey, jobs ...JobSpec) error {
+	if j.ID == "" || j.Rule == "" || j.ProfileID == "" {
+		return fmt.Errorf("storage: put journey %q: %w: id, rule and profile are required", j.ID, ErrInvalid)
+	}
+	err := db.batch(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketJourneys)
+		byProfile := tx.Bucket(bucketJourneysByProfile)
+		byRule := tx.Bucket(bucketJourneysByRule)
+		var old Journey
+		found, err := getJSON(b, []byte(j.ID), &old)
+		if err != nil {
+			return err
+		}
+		if found && old.ProfileID != j.ProfileID {
+			if err := byProfile.Delete(join([]byte(old.ProfileID), []byte(old.ID))); err != nil {
+				return err
+			}
+		}
+		if found && old.Rule != j.Rule {
+			if err := byRule.Delete(join([]byte(old.Rule), []byte(old.ID))); err != nil {
+				return err
+			}
+		}
+		if err := putJSON(b, []byte(j.ID), j); err != nil {
+			return err
+		}
+		if err := byProfile.Put(join([]byte(j.ProfileID), []byte(j.ID)), nil); err != nil {
+			return err
+		}
+		if err := byRule.Put(join([]byte(j.Rule), []byte(j.ID)), nil); err != nil {
+			return err
+		}
+		_, err = db.enqueueJobsTx(tx, jobs)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("storage: put journey %s: %w", j.ID, err)
+	}
+	return nil
+}
+
+// Journey returns one journey.
+func (db *DB) Journey(ctx context.Context, id string) (Journey, error) {
+	var j Journey
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		ok, err := getJSON(tx.Bucket(bucketJourneys), []byte(id), &j)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return Journey{}, fmt.Errorf("storage: journey %s: %w", id, err)
+	}
+	return j, nil
+}
+
+// JourneysByProfile returns a profile's journeys, oldest first.
+func (db *DB) JourneysByProfile(ctx context.Context, profileID string) ([]Journey, error) {
+	var out []Journey
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		out = out[:0]
+		b := tx.Bucket(bucketJourneys)
+		prefix := join([]byte(profileID), nil)
+		c := tx.Bucket(bucketJourneysByProfile).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			var j Journey
+			ok, err := getJSON(b, k[len(prefix):], &j)
+			if err != nil {
+				return err
+			}
+			if ok {
+				out = append(out, j)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: journeys of %s: %w", profileID, err)
+	}
+	sort.SliceStable(out, func(a, b int) bool {
+		if !out[a].StartedAt.Equal(out[b].StartedAt) {
+			return out[a].StartedAt.Before(out[b].StartedAt)
+		}
+		return out[a].ID < out[b].ID
+	})
+	return out, nil
+}
+
+// ScanJourneys calls fn for every journey of a rule ("" = all rules). The
+// journeys are read in one transaction and fn runs after it ends, so fn
+// may write to the store.
+func (db *DB) ScanJourneys(ctx context.Context, rule string, fn func(Journey) error) error {
+	var all []Journey
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketJourneys)
+		if rule == "" {
+			return b.ForEach(func(_, v []byte) error {
+				var j Journey
+				if err := json.Unmarshal(v, &j); err != nil {
+					return fmt.Errorf("decode journey: %w", err)
+				}
+				all = append(all, j)
+				return nil
+			})
+		}
+		prefix := join([]byte(rule), nil)
+		c := tx.Bucket(bucketJourneysByRule).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			var j Journey
+			ok, err := getJSON(b, k[len(prefix):], &j)
+			if err != nil {
+				return err
+			}
+			if ok {
+				all = append(all, j)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("storage: scan journeys: %w", err)
+	}
+	for _, j := range all {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(j); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AppendDecision adds an explain entry; see AppendDecisions.
+func (db *DB) AppendDecision(ctx context.Context, profileID string, d Decision) error {
+	return db.AppendDecisions(ctx, profileID, d)
+}
+
+// AppendDecisions adds the explain entries of one evaluation in one
+// transaction (an evaluation against many rules makes one per rule). An
+// entry equal to one already held for the same time (a replayed
+// evaluation after a crash) is not added twice; beyond
+// MaxDecisionsPerProfile the oldest are dropped.
+func (db *DB) AppendDecisions(ctx context.Context, profileID string, ds ...Decision) error {
+	if profileID == "" {
+		return fmt.Errorf("storage: append decision: %w: no profile", ErrInvalid)
+	}
+	if len(ds) == 0 {
+		return nil
+	}
+	err := db.batch(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDecisions)
+		// What is held at each time the batch touches, read once: one
+		// evaluation stamps all its decisions with the record's time.
+		held := map[time.Time]map[string]bool{}
+		added := false
+		for _, d := range ds {
+			d.At = d.At.UTC()
+			seen, ok := held[d.At]
+			if !ok {
+				var err error
+				if seen, err = decisionsAt(b, profileID, d.At); err != nil {
+					return err
+				}
+				held[d.At] = seen
+			}
+			key := decisionIdentity(d)
+			if seen[key] {
+				continue
+			}
+			seq, err := b.NextSequence()
+			if err != nil {
+				return err
+			}
+			// Same layout the merge code re-keys: profile | ns | seq, 0x00-joined.
+			if err := putJSON(b, join([]byte(profileID), timeKey(d.At), u64(seq)), d); err != nil {
+				return err
+			}
+			seen[key] = true
+			added = true
+		}
+		if !added {
+			return nil
+		}
+		prefix := join([]byte(profileID), nil)
+		var keys [][]byte
+		c := b.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			keys = append(keys, append([]byte(nil), k...))
+		}
+		for i := 0; i < len(keys)-MaxDecisionsPerProfile; i++ {
+			if err := b.Delete(keys[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("storage: append decisions for %s: %w", profileID, err)
+	}
+	return nil
+}
+
+// decisionIdentity is what makes two decisions the same.
+func decisionIdentity(d Decision) string {
+	return fmt.Sprintf("%s\x00%s\x00%t\x00%s\x00%s", d.Rule, d.RecordID, d.Started, d.JourneyID, d.Reason)
+}
+
+// decisionsAt returns the identities of a profile's decisions at one time.
+func decisionsAt(b *bolt.Bucket, profileID string, at time.Time) (map[string]bool, error) {
+	out := map[string]bool{}
+	prefix := join([]byte(profileID), timeKey(at), nil)
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		var d Decision
+		if err := json.Unmarshal(v, &d); err != nil {
+			return nil, fmt.Errorf("decode decision: %w", err)
+		}
+		out[decisionIdentity(d)] = true
+	}
+	return out, nil
+}
+
+// Decisions returns a profile's decisions, oldest first.
+func (db *DB) Decisions(ctx context.Context, profileID string) ([]Decision, error) {
+	var out []Decision
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		out = out[:0]
+		prefix := join([]byte(profileID), nil)
+		c := tx.Bucket(bucketDecisions).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var d Decision
+			if err := json.Unmarshal(v, &d); err != nil {
+				return fmt.Errorf("decode decision: %w", err)
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: decisions of %s: %w", profileID, err)
+	}
+	return out, nil
+}

@@ -1,0 +1,151 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/nudge-email/nudge/clock"
+)
+
+var journeyT0 = time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
+
+func openJourneyDB(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open(filepath.Join(t.TempDir(), FileName), Options{Clock: clock.NewFake(journeyT0)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func TestPutJourneyIndexesAndEnqueuesAtomically(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := openJourneyDB(t)
+	j := Journey{ID: "j1", Rule: "cart", ProfileID: "p1", TriggerRecord: "r1", Step: 1, Status: JourneyWaiting, StartedAt: journeyT0, DueAt: journeyT0.Add(time.Hour)}
+	step := JobSpec{Kind: "step", UniqueKey: "step:j1:1", DueAt: j.DueAt}
+	require.NoError(t, db.PutJourney(ctx, j, step))
+	// The same step job again (a replayed evaluation) is not enqueued twice.
+	require.NoError(t, db.PutJourney(ctx, j, step))
+
+	got, err := db.Journey(ctx, "j1")
+	require.NoError(t, err)
+	require.Equal(t, "cart", got.Rule)
+	require.True(t, got.Active())
+
+	due, ok, err := db.NextJobDue(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, j.DueAt, due)
+	jobs, err := db.ClaimDueJobs(ctx, j.DueAt, 10)
+	require.NoError(t, err)
+	require.Len(t, jobs, 1)
+	require.Equal(t, "step:j1:1", jobs[0].UniqueKey)
+
+	// A rule rename (only tests do that) moves the rule index entry.
+	j.Rule = "cart2"
+	require.NoError(t, db.PutJourney(ctx, j))
+	var cart, cart2 []string
+	require.NoError(t, db.ScanJourneys(ctx, "cart", func(j Journey) error { cart = append(cart, j.ID); return nil }))
+	require.NoError(t, db.ScanJourneys(ctx, "cart2", func(j Journey) error { cart2 = append(cart2, j.ID); return nil }))
+	require.Empty(t, cart)
+	require.Equal(t, []string{"j1"}, cart2)
+
+	_, err = db.Journey(ctx, "nope")
+	require.True(t, errors.Is(err, ErrNotFound))
+	require.True(t, errors.Is(db.PutJourney(ctx, Journey{ID: "x"}), ErrInvalid))
+}
+
+func TestPutJourneyFailedJobsWriteNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := openJourneyDB(t)
+	j := Journey{ID: "j1", Rule: "cart", ProfileID: "p1", Status: JourneyWaiting, StartedAt: journeyT0}
+	err := db.PutJourney(ctx, j, JobSpec{UniqueKey: "no-kind"})
+	require.True(t, errors.Is(err, ErrInvalid), "%v", err)
+	_, err = db.Journey(ctx, "j1")
+	require.True(t, errors.Is(err, ErrNotFound), "journey must roll back with its job")
+	js, err := db.JourneysByProfile(ctx, "p1")
+	require.NoError(t, err)
+	require.Empty(t, js)
+}
+
+func TestJourneysByProfileAndScan(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := openJourneyDB(t)
+	// Stored out of order; read back oldest first. "p1x" must not leak
+	// into "p1" (prefix scans stop at the separator).
+	for _, j := range []Journey{
+		{ID: "c", Rule: "r1", ProfileID: "p1", StartedAt: journeyT0.Add(2 * time.Hour)},
+		{ID: "a", Rule: "r2", ProfileID: "p1", StartedAt: journeyT0},
+		{ID: "b", Rule: "r1", ProfileID: "p1x", StartedAt: journeyT0.Add(time.Hour)},
+	} {
+		require.NoError(t, db.PutJourney(ctx, j))
+	}
+	js, err := db.JourneysByProfile(ctx, "p1")
+	require.NoError(t, err)
+	require.Equal(t, []string{"a", "c"}, []string{js[0].ID, js[1].ID})
+
+	var all, r1 []string
+	require.NoError(t, db.ScanJourneys(ctx, "", func(j Journey) error { all = append(all, j.ID); return nil }))
+	require.NoError(t, db.ScanJourneys(ctx, "r1", func(j Journey) error {
+		r1 = append(r1, j.ID)
+		// fn may write: the scan's transaction has ended.
+		j.Status = JourneyExited
+		return db.PutJourney(ctx, j)
+	}))
+	require.ElementsMatch(t, []string{"a", "b", "c"}, all)
+	require.ElementsMatch(t, []string{"b", "c"}, r1)
+	stop := errors.New("stop")
+	require.ErrorIs(t, db.ScanJourneys(ctx, "", func(Journey) error { return stop }), stop)
+}
+
+func TestDecisionsDedupeAndCap(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := openJourneyDB(t)
+	d := Decision{At: journeyT0, Rule: "cart", RecordID: "r1", Reason: "trigger.where is false"}
+	require.NoError(t, db.AppendDecision(ctx, "p1", d))
+	require.NoError(t, db.AppendDecision(ctx, "p1", d), "a replay")
+	other := d
+	other.Rule = "browse"
+	require.NoError(t, db.AppendDecision(ctx, "p1", other))
+	got, err := db.Decisions(ctx, "p1")
+	require.NoError(t, err)
+	require.Equal(t, []Decision{d, other}, got)
+
+	for i := range MaxDecisionsPerProfile + 10 {
+		require.NoError(t, db.AppendDecision(ctx, "p2", Decision{At: journeyT0.Add(time.Duration(i) * time.Minute), Rule: "r", RecordID: fmt.Sprint(i)}))
+	}
+	got, err = db.Decisions(ctx, "p2")
+	require.NoError(t, err)
+	require.Len(t, got, MaxDecisionsPerProfile)
+	require.Equal(t, "10", got[0].RecordID, "the oldest go first")
+	require.Equal(t, fmt.Sprint(MaxDecisionsPerProfile+9), got[len(got)-1].RecordID)
+
+	none, err := db.Decisions(ctx, "p")
+	require.NoError(t, err)
+	require.Empty(t, none, "p must not see p1's or p2's decisions")
+	require.ErrorIs(t, db.AppendDecision(ctx, "", d), ErrInvalid)
+}
+
+func TestAppendDecisionsBatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := openJourneyDB(t)
+	a := Decision{At: journeyT0, Rule: "a", RecordID: "r1", Reason: "trigger.where is false"}
+	b := Decision{At: journeyT0, Rule: "b", RecordID: "r1", Started: true, JourneyID: "j", Reason: "started"}
+	c := Decision{At: journeyT0.Add(time.Minute), Rule: "a", RecordID: "r2", Reason: "trigger.where is false"}
+	require.NoError(t, db.AppendDecisions(ctx, "p1", a, b, a))
+	require.NoError(t, db.AppendDecisions(ctx, "p1", b, c), "b is a replay")
+	require.NoError(t, db.AppendDecisions(ctx, "p1"))
+	got, err := db.Decisions(ctx, "p1")
+	require.NoError(t, err)
+	require.Equal(t, []Decision{a, b, c}, got)
+}

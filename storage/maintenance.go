@@ -1,0 +1,239 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// pruneChunk is how many entries one Prune write transaction removes, so
+// pruning a large history never holds the writer lock for long and
+// webhooks keep being acknowledged meanwhile.
+const pruneChunk = 1000
+
+// pruneMarkPrefix starts the meta keys "prune_mark:" | u64 ns → u64 job
+// sequence: the job id high-water mark at the time of a Prune, which later
+// tells which unique keys belong to jobs created before a cutoff.
+const pruneMarkPrefix = "prune_mark:"
+
+// Prune removes records (with their indexes and raw deliveries) that
+// occurred before cutoff, raw deliveries received before cutoff,
+// product_views entries last touched before cutoff, and unique keys of
+// finished jobs created before cutoff. It returns how many records went.
+//
+// Job ids carry no time, so Prune leaves itself a mark (time → job id
+// high-water mark) each run; a later Prune whose cutoff is past a mark may
+// drop unique keys of gone jobs up to that mark. The first Prune drops none.
+// Profiles keep their facts (counts, totals): they summarize the pruned
+// history rather than point into it.
+func (db *DB) Prune(ctx context.Context, cutoff time.Time) (int, error) {
+	n, err := db.pruneRecords(ctx, cutoff)
+	if err != nil {
+		return n, fmt.Errorf("storage: prune records: %w", err)
+	}
+	if err := db.pruneDeliveries(ctx, cutoff); err != nil {
+		return n, fmt.Errorf("storage: prune deliveries: %w", err)
+	}
+	end := boundKey(cutoff)
+	err = db.pruneKeys(ctx, bucketProductViews, func(_ *bolt.Tx, _, v []byte) bool {
+		return len(v) == 8 && bytes.Compare(v, end) < 0
+	})
+	if err != nil {
+		return n, fmt.Errorf("storage: prune product views: %w", err)
+	}
+	if err := db.pruneJobUniqueKeys(ctx, cutoff); err != nil {
+		return n, fmt.Errorf("storage: prune job unique keys: %w", err)
+	}
+	return n, nil
+}
+
+// pruneRecords deletes records before cutoff oldest first, pruneChunk per
+// transaction, and returns how many went.
+func (db *DB) pruneRecords(ctx context.Context, cutoff time.Time) (int, error) {
+	end := boundKey(cutoff)
+	total := 0
+	for {
+		n, done := 0, false
+		err := db.update(ctx, func(tx *bolt.Tx) error {
+			n = 0
+			byTime := tx.Bucket(bucketRecByTime)
+			var keys [][]byte
+			c := byTime.Cursor()
+			for k, _ := c.First(); k != nil && len(keys) < pruneChunk && bytes.Compare(k[:8], end) < 0; k, _ = c.Next() {
+				keys = append(keys, bytes.Clone(k))
+			}
+			for _, k := range keys {
+				sr, ok, err := getRecordTx(tx, k[8:])
+				if err != nil {
+					return err
+				}
+				if err := byTime.Delete(k); err != nil {
+					return err
+				}
+				if !ok {
+					continue
+				}
+				if err := deleteRecordTx(tx, sr); err != nil {
+					return err
+				}
+				if sr.P != "" {
+					pid := sr.P
+					if live, ok := resolveProfileTx(tx, pid); ok {
+						pid = live
+					}
+					if err := tx.Bucket(bucketRecByProfile).Delete(recByProfileKey(pid, sr.R.At, sr.R.ID)); err != nil {
+						return err
+					}
+				}
+				n++
+			}
+			done = len(keys) < pruneChunk
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if done {
+			return total, nil
+		}
+	}
+}
+
+// pruneDeliveries removes raw deliveries received before cutoff, also
+// those whose records are gone or that came with none.
+func (db *DB) pruneDeliveries(ctx context.Context, cutoff time.Time) error {
+	return db.pruneKeys(ctx, bucketDeliveries, func(_ *bolt.Tx, _, v []byte) bool {
+		d, _, err := deliveryHeader(v)
+		return err == nil && d.ReceivedAt.Before(cutoff)
+	})
+}
+
+// pruneKeys deletes the entries of bucket for which drop says so, deciding
+// in short read transactions and deleting in chunked write transactions.
+func (db *DB) pruneKeys(ctx context.Context, bucket []byte, drop func(tx *bolt.Tx, k, v []byte) bool) error {
+	var batch [][]byte
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := db.update(ctx, func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucket)
+			for _, k := range batch {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		batch = batch[:0]
+		return err
+	}
+	err := pageScan(ctx, db, bucket, nil, nil,
+		func(tx *bolt.Tx, k, v []byte) ([]byte, bool, error) {
+			if drop(tx, k, v) {
+				return bytes.Clone(k), true, nil
+			}
+			return nil, false, nil
+		},
+		func(k []byte) error {
+			batch = append(batch, k)
+			if len(batch) >= pruneChunk {
+				return flush()
+			}
+			return nil
+		})
+	if err != nil {
+		return err
+	}
+	return flush()
+}
+
+// pruneJobUniqueKeys drops unique keys of jobs that are gone and were
+// created before the latest prune mark not after cutoff, then leaves a new
+// mark.
+func (db *DB) pruneJobUniqueKeys(ctx context.Context, cutoff time.Time) error {
+	var limit uint64
+	var have bool
+	err := db.update(ctx, func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		prefix := []byte(pruneMarkPrefix)
+		end := append(bytes.Clone(prefix), boundKey(cutoff)...)
+		var old [][]byte
+		c := meta.Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && bytes.Compare(k, end) <= 0; k, v = c.Next() {
+			limit, have = binary.BigEndian.Uint64(v), true
+			old = append(old, bytes.Clone(k))
+		}
+		// Keep only the newest usable mark; older ones can never matter.
+		if len(old) > 0 {
+			old = old[:len(old)-1]
+		}
+		for _, k := range old {
+			if err := meta.Delete(k); err != nil {
+				return err
+			}
+		}
+		mark := append(bytes.Clone(prefix), timeKey(db.now())...)
+		return meta.Put(mark, u64(tx.Bucket(bucketJobs).Sequence()))
+	})
+	if err != nil || !have {
+		return err
+	}
+	return db.pruneKeys(ctx, bucketJobUnique, func(tx *bolt.Tx, _, v []byte) bool {
+		if len(v) != 8 {
+			return false
+		}
+		id := binary.BigEndian.Uint64(v)
+		return id <= limit && tx.Bucket(bucketJobs).Get(v) == nil
+	})
+}
+
+// Backup writes a consistent snapshot of the store to w. It runs in one
+// read transaction, so writers continue meanwhile; the snapshot is a
+// complete bbolt file.
+func (db *DB) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	var n int64
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	if err != nil {
+		return n, fmt.Errorf("storage: backup: %w", err)
+	}
+	return n, nil
+}
+
+// Stats counts what the store holds. Counting walks each bucket's pages,
+// so it costs a read of the indexes, not of every value.
+func (db *DB) Stats(ctx context.Context) (Stats, error) {
+	var s Stats
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		keyN := func(name []byte) int { return tx.Bucket(name).Stats().KeyN }
+		s = Stats{
+			Records:      keyN(bucketRecords),
+			Profiles:     keyN(bucketProfiles),
+			Products:     keyN(bucketCatalog),
+			Journeys:     keyN(bucketJourneys),
+			Sends:        keyN(bucketSends),
+			Suppressions: keyN(bucketSuppressions),
+			Deliveries:   keyN(bucketDeliveries),
+			FileBytes:    tx.Size(),
+		}
+		return nil
+	})
+	if err != nil {
+		return Stats{}, fmt.Errorf("storage: stats: %w", err)
+	}
+	if fi, err := os.Stat(db.path); err == nil {
+		s.FileBytes = fi.Size()
+	}
+	return s, nil
+}

@@ -1,0 +1,215 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/nudge-email/nudge/behavior"
+	"github.com/nudge-email/nudge/clock"
+)
+
+func TestPrune(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		cutoff    time.Time
+		wantGone  int
+		wantLeft  []string
+		wantDeliv map[string]bool // delivery id → still there
+	}{
+		{"nothing before", t0.Add(-time.Hour), 0, []string{"d0", "d1", "d2", "d3"}, map[string]bool{"del-d0": true, "del-d3": true}},
+		{"some", t0.Add(90 * time.Minute), 2, []string{"d2", "d3"}, map[string]bool{"del-d0": false, "del-d3": true}},
+		{"all", t0.Add(24 * time.Hour), 4, nil, map[string]bool{"del-d0": false, "del-d3": false}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			clk := clock.NewFake(t0)
+			db, _ := openTestDB(t, Options{KeepRaw: true, Clock: clk})
+			ctx := context.Background()
+			var pid string
+			for i := range 4 {
+				r := rec(fmt.Sprintf("d%d", i), behavior.ProductViewed, t0.Add(time.Duration(i)*time.Hour), "ann@example.com")
+				r.Items = []behavior.Item{{ProductID: fmt.Sprintf("p%d", i)}}
+				clk.Set(r.At) // received when it occurred
+				res, err := db.Append(ctx, Ingest{Delivery: &Delivery{ID: "del-" + r.ID, Body: []byte("x")}, Records: []behavior.Record{r}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				pid = res.Profiles[r.ID]
+			}
+			clk.Set(t0.Add(48 * time.Hour))
+			n, err := db.Prune(ctx, tc.cutoff)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != tc.wantGone {
+				t.Errorf("pruned %d, want %d", n, tc.wantGone)
+			}
+			recs, err := db.RecordsByProfile(ctx, pid, RecordQuery{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := recordIDs(recs); fmt.Sprint(got) != fmt.Sprint(tc.wantLeft) && !(len(got) == 0 && len(tc.wantLeft) == 0) {
+				t.Errorf("left %v, want %v", got, tc.wantLeft)
+			}
+			if c := countRecords(t, db); c != len(tc.wantLeft) {
+				t.Errorf("scan finds %d", c)
+			}
+			for id, want := range tc.wantDeliv {
+				_, err := db.Delivery(ctx, id)
+				if got := err == nil; got != want {
+					t.Errorf("delivery %s present=%v, want %v (%v)", id, got, want, err)
+				}
+			}
+			ids, _ := db.ProfilesByProduct(ctx, "p0", nil, time.Time{})
+			if (len(ids) == 1) != (tc.cutoff.Before(t0)) {
+				t.Errorf("product view of a pruned record: %v", ids)
+			}
+			p, err := db.Profile(ctx, pid)
+			if err != nil || p.Counts[behavior.ProductViewed] != 4 {
+				t.Errorf("profile facts changed: %+v %v", p.Counts, err)
+			}
+			if err := db.Check(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestPruneJobUniqueKeys(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewFake(t0)
+	db, _ := openTestDB(t, Options{Clock: clk})
+	ctx := context.Background()
+	uniqueKeys := func() map[string]bool {
+		out := map[string]bool{}
+		_ = db.view(ctx, func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketJobUnique).ForEach(func(k, _ []byte) error { out[string(k)] = true; return nil })
+		})
+		return out
+	}
+	finish := func() {
+		jobs, err := db.ClaimDueJobs(ctx, clk.Now(), 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range jobs {
+			if err := db.FinishJob(ctx, j.ID, JobOutcome{State: JobCompleted}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := db.EnqueueJobs(ctx, JobSpec{Kind: "x", UniqueKey: "old-done"}, JobSpec{Kind: "x", UniqueKey: "old-pending", DueAt: t0.Add(1000 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	finish()
+	clk.Set(t0.Add(24 * time.Hour))
+	if _, err := db.Prune(ctx, t0.Add(12*time.Hour)); err != nil { // leaves the first mark at t0+24h
+		t.Fatal(err)
+	}
+	if k := uniqueKeys(); !k["old-done"] || !k["old-pending"] {
+		t.Fatalf("first prune dropped keys: %v", k)
+	}
+	if _, err := db.EnqueueJobs(ctx, JobSpec{Kind: "x", UniqueKey: "new-done"}); err != nil {
+		t.Fatal(err)
+	}
+	finish()
+	clk.Set(t0.Add(72 * time.Hour))
+	if _, err := db.Prune(ctx, t0.Add(48*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	k := uniqueKeys()
+	if k["old-done"] || !k["old-pending"] || !k["new-done"] {
+		t.Errorf("keys after prune: %v (want old-done gone, the pending job's and the newer key kept)", k)
+	}
+}
+
+func TestBackupWhileWriting(t *testing.T) {
+	t.Parallel()
+	db, _ := openTestDB(t, Options{KeepRaw: true})
+	ctx := context.Background()
+	for i := range 200 {
+		mustAppend(t, db, rec(fmt.Sprintf("r%d", i), behavior.PageViewed, t0.Add(time.Duration(i)*time.Second), fmt.Sprintf("u%d@example.com", i%20)))
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := db.Append(ctx, Ingest{Records: []behavior.Record{rec(fmt.Sprintf("w%d", i), behavior.PageViewed, t0, "w@example.com")}}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	out := filepath.Join(t.TempDir(), "backup.db")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := db.Backup(ctx, f)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(out); fi.Size() != n {
+		t.Errorf("wrote %d, file has %d", n, fi.Size())
+	}
+	bk, err := Open(out, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bk.Close()
+	if err := bk.Check(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"r0", "r199"} {
+		if _, err := bk.Record(ctx, id); err != nil {
+			t.Errorf("backup lacks %s: %v", id, err)
+		}
+	}
+	if p, err := bk.ProfileByEmail(ctx, "u3@example.com"); err != nil || p.Counts[behavior.PageViewed] != 10 {
+		t.Errorf("backup profile %+v %v", p.Counts, err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := db.Backup(cctx, f); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled backup: %v", err)
+	}
+}
+
+func TestStats(t *testing.T) {
+	t.Parallel()
+	db, _ := openTestDB(t, Options{KeepRaw: true})
+	ctx := context.Background()
+	v := rec("v", behavior.ProductViewed, t0, "ann@example.com")
+	v.Items = []behavior.Item{{ProductID: "p1"}}
+	if _, err := db.Append(ctx, Ingest{Delivery: &Delivery{ID: "d", Body: []byte("x")}, Records: []behavior.Record{v, rec("u", behavior.Unsubscribed, t0, "bob@example.com")}}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := db.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Stats{Records: 2, Profiles: 2, Products: 1, Suppressions: 1, Deliveries: 1, FileBytes: s.FileBytes}
+	if s != want || s.FileBytes <= 0 {
+		t.Errorf("stats %+v, want %+v", s, want)
+	}
+}

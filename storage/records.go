@@ -1,0 +1,633 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/nudge-email/nudge/behavior"
+)
+
+// maxIDLen bounds record and delivery ids: they are bbolt keys and appear
+// in several composite index keys.
+const maxIDLen = 200
+
+// maxIdentityLen bounds identity values, which become bbolt keys.
+const maxIdentityLen = 512
+
+// scanChunk is how many keys a paged scan reads per read transaction, so a
+// long scan never pins old pages (and blocks their reuse) for its duration.
+const scanChunk = 1000
+
+// Bounds of an occurred-at time: timeKey can only order 1970 … 2262, and
+// anything outside a narrower window is a connector bug, not a customer event.
+var (
+	minRecordTime = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxRecordTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// storedRecord is the value of the records bucket: the record plus what the
+// store needs to find the record's other traces without scanning — the
+// profile (for rec_by_profile) and the raw delivery (for Forget and Prune).
+type storedRecord struct {
+	R behavior.Record `json:"r"`
+	P string          `json:"p,omitempty"`
+	D string          `json:"d,omitempty"`
+}
+
+// viewKinds are the kinds whose items say a person looked at or bought a
+// product: they feed product_views and fill the catalog.
+func viewKind(k behavior.Kind) bool {
+	switch k {
+	case behavior.ProductViewed, behavior.CartUpdated, behavior.CheckoutStarted, behavior.OrderPlaced:
+		return true
+	}
+	return false
+}
+
+// anonymousKind reports the kinds that may carry no identity: catalog facts
+// and what the store derives from them.
+func anonymousKind(k behavior.Kind) bool {
+	switch k {
+	case behavior.ProductUpdated, behavior.PriceDropped, behavior.BackInStock:
+		return true
+	}
+	return false
+}
+
+// plausibleEmail is deliberately loose: it catches values that are clearly
+// not addresses (names, ids, empty local parts) without rejecting unusual
+// but deliverable ones.
+func plausibleEmail(e string) bool {
+	if len(e) > 254 {
+		return false
+	}
+	at := strings.IndexByte(e, '@')
+	if at <= 0 || at == len(e)-1 || strings.Count(e, "@") != 1 {
+		return false
+	}
+	if strings.HasPrefix(e[at+1:], ".") || strings.HasSuffix(e, ".") {
+		return false
+	}
+	for _, c := range e {
+		if c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == ',' || c == ';' || c == '"' {
+			return false
+		}
+	}
+	return true
+}
+
+// validateRecord checks one normalized record; the error says why.
+func validateRecord(r *behavior.Record) error {
+	switch {
+	case !r.Kind.Valid():
+		return fmt.Errorf("unknown kind %q", r.Kind)
+	case r.At.IsZero():
+		return fmt.Errorf("no occurred-at time")
+	case r.At.Before(minRecordTime) || !r.At.Before(maxRecordTime):
+		return fmt.Errorf("occurred-at %s out of range", r.At.Format(time.RFC3339))
+	case len(r.ID) > maxIDLen:
+		return fmt.Errorf("id of %d bytes (max %d)", len(r.ID), maxIDLen)
+	case r.Email != "" && !plausibleEmail(r.Email):
+		return fmt.Errorf("email %q is not an address", r.Email)
+	}
+	ids := r.Identities()
+	if len(ids) == 0 && !anonymousKind(r.Kind) {
+		return fmt.Errorf("no identity (email, customer id or anonymous id)")
+	}
+	for _, id := range ids {
+		if len(id.Value) > maxIdentityLen {
+			return fmt.Errorf("%s identity of %d bytes (max %d)", id.Type, len(id.Value), maxIdentityLen)
+		}
+	}
+	for _, it := range r.Items {
+		if len(it.ProductID) > maxIDLen || strings.IndexByte(it.ProductID, 0) >= 0 {
+			return fmt.Errorf("bad product id %q", it.ProductID)
+		}
+	}
+	return nil
+}
+
+// preparedIngest is an Ingest after validation and filling, computed once
+// outside the group commit so the serialized part stays short.
+type preparedIngest struct {
+	records     []behavior.Record
+	encoded     [][]byte // records[i] as JSON, so a value JSON cannot hold is refused up front
+	delivery    *Delivery
+	rawDelivery []byte // the delivery, encoded
+}
+
+// prepareIngest validates and fills copies of the caller's records; the
+// caller's values are never changed.
+func (db *DB) prepareIngest(in Ingest) (preparedIngest, error) {
+	now := db.now()
+	p := preparedIngest{records: make([]behavior.Record, len(in.Records)), encoded: make([][]byte, len(in.Records))}
+	for i, r := range in.Records {
+		r.Email = behavior.NormalizeEmail(r.Email)
+		r.At = r.At.UTC()
+		if err := validateRecord(&r); err != nil {
+			return preparedIngest{}, fmt.Errorf("%w: record %d (%s %q): %s", ErrInvalid, i, r.Kind, r.ID, err)
+		}
+		// The id is derived after normalizing, so the same event gets the
+		// same id whatever case or zone offset a source used.
+		if r.ID == "" {
+			r.ID = behavior.ContentID(r)
+		}
+		if r.ReceivedAt.IsZero() {
+			r.ReceivedAt = now
+		}
+		r.ReceivedAt = r.ReceivedAt.UTC()
+		raw, err := json.Marshal(r)
+		if err != nil {
+			// NaN seconds, an attribute JSON cannot hold: refuse it here
+			// rather than fail the shared group commit.
+			return preparedIngest{}, fmt.Errorf("%w: record %d (%s %q): %v", ErrInvalid, i, r.Kind, r.ID, err)
+		}
+		p.records[i], p.encoded[i] = r, raw
+	}
+	if in.Delivery != nil && db.opts.KeepRaw {
+		d := *in.Delivery
+		if d.ID == "" {
+			d.ID = behavior.DeriveID("delivery", d.Source, d.Store, d.Topic, string(d.Body))
+		}
+		if len(d.ID) > maxIDLen {
+			return preparedIngest{}, fmt.Errorf("%w: delivery id of %d bytes (max %d)", ErrInvalid, len(d.ID), maxIDLen)
+		}
+		if d.ReceivedAt.IsZero() {
+			d.ReceivedAt = now
+		}
+		d.ReceivedAt = d.ReceivedAt.UTC()
+		raw, err := encodeDelivery(d)
+		if err != nil {
+			return preparedIngest{}, fmt.Errorf("encode delivery: %w", err)
+		}
+		p.delivery, p.rawDelivery = &d, raw
+	}
+	return p, nil
+}
+
+// Append stores one ingest atomically; see Records.Append.
+func (db *DB) Append(ctx context.Context, in Ingest) (AppendResult, error) {
+	p, err := db.prepareIngest(in)
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("storage: append: %w", err)
+	}
+	if len(p.records) == 0 && p.delivery == nil {
+		return AppendResult{Profiles: map[string]string{}}, nil
+	}
+	var res AppendResult
+	err = db.batch(ctx, func(tx *bolt.Tx) error {
+		// Batch may run this more than once (when another caller's
+		// function fails, the rest are retried): build the result afresh
+		// each time and let only the committed run's result escape.
+		r, err := db.appendTx(tx, p)
+		res = r
+		return err
+	})
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("storage: append: %w", err)
+	}
+	return res, nil
+}
+
+// appendState is one run of appendTx.
+type appendState struct {
+	db  *DB
+	tx  *bolt.Tx
+	now time.Time
+	// merged maps profiles merged away during this run to their survivor,
+	// so results computed before a merge can be corrected at the end.
+	merged map[string]string
+	seen   map[string]bool
+	res    AppendResult
+}
+
+func (db *DB) appendTx(tx *bolt.Tx, p preparedIngest) (AppendResult, error) {
+	st := &appendState{
+		db: db, tx: tx, now: db.now(),
+		merged: map[string]string{},
+		seen:   map[string]bool{},
+		res:    AppendResult{Profiles: map[string]string{}},
+	}
+	deliveryID := ""
+	if p.delivery != nil {
+		deliveryID = p.delivery.ID
+	}
+	for i := range p.records {
+		r := p.records[i]
+		if err := st.appendOne(r, p.encoded[i], deliveryID); err != nil {
+			return AppendResult{}, fmt.Errorf("record %q: %w", r.ID, err)
+		}
+	}
+	// A delivery whose records were all duplicates is a redelivery: the
+	// first copy (or nothing, if it came with another id) is kept, so no
+	// raw body exists that no record points at — Forget finds deliveries
+	// through records. An ingest without records (an ignored topic) is
+	// still kept, as "200 means persisted".
+	if p.delivery != nil && (len(st.res.New) > 0 || len(p.records) == 0) {
+		b := tx.Bucket(bucketDeliveries)
+		if b.Get([]byte(p.delivery.ID)) == nil {
+			if err := b.Put([]byte(p.delivery.ID), p.rawDelivery); err != nil {
+				return AppendResult{}, fmt.Errorf("put delivery: %w", err)
+			}
+		}
+	}
+	specs := make([]JobSpec, 0, len(st.res.New))
+	for _, r := range st.res.New {
+		pid, ok := st.res.Profiles[r.ID]
+		if ok {
+			pid = st.survivor(pid)
+			st.res.Profiles[r.ID] = pid
+		}
+		payload, err := json.Marshal(EvaluatePayload{RecordID: r.ID, ProfileID: pid})
+		if err != nil {
+			return AppendResult{}, fmt.Errorf("encode evaluate payload: %w", err)
+		}
+		specs = append(specs, JobSpec{Kind: JobEvaluate, Payload: payload, DueAt: st.now})
+	}
+	if _, err := db.enqueueJobsTx(tx, specs); err != nil {
+		return AppendResult{}, fmt.Errorf("enqueue evaluate: %w", err)
+	}
+	return st.res, nil
+}
+
+// survivor follows this run's merges from id to the profile that holds it now.
+func (st *appendState) survivor(id string) string {
+	for i := 0; i < 64; i++ {
+		next, ok := st.merged[id]
+		if !ok {
+			return id
+		}
+		id = next
+	}
+	return id
+}
+
+// exists reports whether a record id is stored or already taken in this run.
+func (st *appendState) exists(id string) bool {
+	return st.seen[id] || st.tx.Bucket(bucketRecords).Get([]byte(id)) != nil
+}
+
+// appendOne stores one record unless its id is taken, with everything it
+// implies: profile, catalog, product views and derived records.
+func (st *appendState) appendOne(r behavior.Record, encoded []byte, deliveryID string) error {
+	if st.exists(r.ID) {
+		st.res.Duplicates++
+		return nil
+	}
+	pid := ""
+	if ids := r.Identities(); len(ids) > 0 {
+		var err error
+		if pid, err = st.applyToProfile(r, ids); err != nil {
+			return err
+		}
+	}
+	var derived []behavior.Record
+	switch {
+	case r.Kind == behavior.ProductUpdated:
+		var err error
+		if derived, err = applyCatalogUpdate(st.tx, r, st.now); err != nil {
+			return fmt.Errorf("catalog: %w", err)
+		}
+	case viewKind(r.Kind):
+		if err := fillCatalog(st.tx, r); err != nil {
+			return fmt.Errorf("catalog: %w", err)
+		}
+		if pid != "" {
+			if err := putProductViews(st.tx, r, pid); err != nil {
+				return fmt.Errorf("product views: %w", err)
+			}
+		}
+	}
+	if err := st.store(r, encoded, pid, deliveryID); err != nil {
+		return err
+	}
+	for _, d := range derived {
+		if st.exists(d.ID) {
+			continue
+		}
+		if err := st.store(d, nil, "", ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// store writes a new record and its index entries and notes it in the result.
+func (st *appendState) store(r behavior.Record, encoded []byte, pid, deliveryID string) error {
+	if err := putRecordTx(st.tx, r, encoded, pid, deliveryID); err != nil {
+		return err
+	}
+	st.seen[r.ID] = true
+	st.res.New = append(st.res.New, r)
+	if pid != "" {
+		st.res.Profiles[r.ID] = pid
+	}
+	return nil
+}
+
+// recByTimeKey is u64 occurred-at ns | record id.
+func recByTimeKey(at time.Time, id string) []byte {
+	return append(timeKey(at), id...)
+}
+
+// profilePrefix is profile id | 0x00, the prefix of every per-profile index.
+func profilePrefix(pid string) []byte {
+	return append([]byte(pid), 0)
+}
+
+// recByProfileKey is profile id | 0x00 | u64 occurred-at ns | record id.
+func recByProfileKey(pid string, at time.Time, id string) []byte {
+	k := make([]byte, 0, len(pid)+1+8+len(id))
+	k = append(k, pid...)
+	k = append(k, 0)
+	k = append(k, timeKey(at)...)
+	return append(k, id...)
+}
+
+// putRecordTx writes a new record and its time and profile indexes.
+// encoded is r as JSON when the caller has it (nil: encode here).
+func putRecordTx(tx *bolt.Tx, r behavior.Record, encoded []byte, pid, deliveryID string) error {
+	val, err := encodeStoredRecord(r, encoded, pid, deliveryID)
+	if err != nil {
+		return fmt.Errorf("encode record: %w", err)
+	}
+	if err := tx.Bucket(bucketRecords).Put([]byte(r.ID), val); err != nil {
+		return fmt.Errorf("put record: %w", err)
+	}
+	if err := tx.Bucket(bucketRecByTime).Put(recByTimeKey(r.At, r.ID), nil); err != nil {
+		return fmt.Errorf("index record by time: %w", err)
+	}
+	if pid != "" {
+		if err := tx.Bucket(bucketRecByProfile).Put(recByProfileKey(pid, r.At, r.ID), nil); err != nil {
+			return fmt.Errorf("index record by profile: %w", err)
+		}
+	}
+	return nil
+}
+
+// encodeStoredRecord builds the storedRecord JSON around an already
+// encoded record, sparing the group commit a second encoding of it.
+func encodeStoredRecord(r behavior.Record, encoded []byte, pid, deliveryID string) ([]byte, error) {
+	if encoded == nil {
+		return json.Marshal(storedRecord{R: r, P: pid, D: deliveryID})
+	}
+	out := make([]byte, 0, len(encoded)+len(pid)+len(deliveryID)+24)
+	out = append(out, `{"r":`...)
+	out = append(out, encoded...)
+	for _, f := range []struct{ name, v string }{{"p", pid}, {"d", deliveryID}} {
+		if f.v == "" {
+			continue
+		}
+		q, err := json.Marshal(f.v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, `,"`+f.name+`":`...)
+		out = append(out, q...)
+	}
+	return append(out, '}'), nil
+}
+
+// getRecordTx reads a stored record.
+func getRecordTx(tx *bolt.Tx, id []byte) (storedRecord, bool, error) {
+	var sr storedRecord
+	ok, err := getJSON(tx.Bucket(bucketRecords), id, &sr)
+	return sr, ok, err
+}
+
+// Record returns one record by id.
+func (db *DB) Record(ctx context.Context, id string) (behavior.Record, error) {
+	var sr storedRecord
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		var ok bool
+		var err error
+		sr, ok, err = getRecordTx(tx, []byte(id))
+		if err == nil && !ok {
+			err = ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return behavior.Record{}, fmt.Errorf("storage: record %q: %w", id, err)
+	}
+	return sr.R, nil
+}
+
+// Delivery returns one raw delivery.
+func (db *DB) Delivery(ctx context.Context, id string) (Delivery, error) {
+	var d Delivery
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketDeliveries).Get([]byte(id))
+		if v == nil {
+			return ErrNotFound
+		}
+		var err error
+		d, err = decodeDelivery(v)
+		return err
+	})
+	if err != nil {
+		return Delivery{}, fmt.Errorf("storage: delivery %q: %w", id, err)
+	}
+	return d, nil
+}
+
+// encodeDelivery lays a delivery out as its JSON without the body, a
+// newline, then the body's raw bytes. Plain JSON would base64 the body: a
+// third more bytes to write and fsync on the webhook path, for bodies of
+// tens of kilobytes. encoding/json never emits a raw newline, so the first
+// one ends the header.
+func encodeDelivery(d Delivery) ([]byte, error) {
+	body := d.Body
+	d.Body = nil
+	h, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(h)+1+len(body))
+	out = append(out, h...)
+	out = append(out, '\n')
+	return append(out, body...), nil
+}
+
+// decodeDelivery reverses encodeDelivery, copying the body out of the
+// transaction's memory. A value without a newline is plain Delivery JSON.
+func decodeDelivery(v []byte) (Delivery, error) {
+	var d Delivery
+	i := bytes.IndexByte(v, '\n')
+	if i < 0 {
+		err := json.Unmarshal(v, &d)
+		return d, err
+	}
+	if err := json.Unmarshal(v[:i], &d); err != nil {
+		return Delivery{}, fmt.Errorf("decode delivery: %w", err)
+	}
+	d.Body = bytes.Clone(v[i+1:])
+	return d, nil
+}
+
+// deliveryHeader decodes a stored delivery without its body.
+func deliveryHeader(v []byte) (Delivery, []byte, error) {
+	i := bytes.IndexByte(v, '\n')
+	if i < 0 {
+		d, err := decodeDelivery(v)
+		return d, d.Body, err
+	}
+	var d Delivery
+	err := json.Unmarshal(v[:i], &d)
+	return d, v[i+1:], err
+}
+
+// boundKey encodes a query bound; the zero time means the start of time.
+func boundKey(t time.Time) []byte {
+	if t.IsZero() || t.Before(minRecordTime) {
+		return u64(0)
+	}
+	if !t.Before(maxRecordTime) {
+		return timeKey(maxRecordTime)
+	}
+	return timeKey(t)
+}
+
+// RecordsByProfile returns a profile's records in time order (newest first
+// with q.Newest). Ids of merged profiles resolve to the survivor; an unknown
+// profile has no records.
+func (db *DB) RecordsByProfile(ctx context.Context, profileID string, q RecordQuery) ([]behavior.Record, error) {
+	kinds := map[behavior.Kind]bool{}
+	for _, k := range q.Kinds {
+		kinds[k] = true
+	}
+	var out []behavior.Record
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		out = nil
+		pid, ok := resolveProfileTx(tx, profileID)
+		if !ok {
+			return nil
+		}
+		prefix := profilePrefix(pid)
+		lo := append(append([]byte(nil), prefix...), boundKey(q.Since)...)
+		var hi []byte // exclusive
+		if q.Until.IsZero() {
+			hi = append([]byte(pid), 1)
+		} else {
+			hi = append(append([]byte(nil), prefix...), boundKey(q.Until)...)
+		}
+		c := tx.Bucket(bucketRecByProfile).Cursor()
+		var k []byte
+		step := c.Next
+		if q.Newest {
+			step = c.Prev
+			if k, _ = c.Seek(hi); k == nil {
+				k, _ = c.Last()
+			} else {
+				k, _ = c.Prev()
+			}
+		} else {
+			k, _ = c.Seek(lo)
+		}
+		for ; k != nil && bytes.Compare(k, lo) >= 0 && bytes.Compare(k, hi) < 0; k, _ = step() {
+			sr, found, err := getRecordTx(tx, k[len(prefix)+8:])
+			if err != nil {
+				return err
+			}
+			if !found || (len(kinds) > 0 && !kinds[sr.R.Kind]) {
+				continue
+			}
+			out = append(out, sr.R)
+			if q.Limit > 0 && len(out) >= q.Limit {
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: records of %q: %w", profileID, err)
+	}
+	return out, nil
+}
+
+// ScanRecords calls fn for every record with since <= At < until in
+// occurred-at order. It reads in chunks, each in its own short read
+// transaction, so fn may take as long as it likes; records appended
+// meanwhile behind the cursor are not visited.
+func (db *DB) ScanRecords(ctx context.Context, since, until time.Time, fn func(behavior.Record) error) error {
+	var end []byte
+	if !until.IsZero() {
+		end = boundKey(until)
+	}
+	err := pageScan(ctx, db, bucketRecByTime, boundKey(since),
+		func(k []byte) bool { return end != nil && bytes.Compare(k[:8], end) >= 0 },
+		func(tx *bolt.Tx, k, _ []byte) (behavior.Record, bool, error) {
+			sr, ok, err := getRecordTx(tx, k[8:])
+			return sr.R, ok, err
+		}, fn)
+	if err != nil {
+		return fmt.Errorf("storage: scan records: %w", err)
+	}
+	return nil
+}
+
+// pageScan walks bucket from key `from` (inclusive) until stop(k) says so,
+// decoding up to scanChunk entries per read transaction and calling fn
+// outside any transaction. After each chunk it re-seeks past the last key
+// seen, so entries deleted meanwhile are skipped and the walk never pins
+// a snapshot for its whole length.
+func pageScan[T any](ctx context.Context, db *DB, bucket, from []byte, stop func(k []byte) bool,
+	decode func(tx *bolt.Tx, k, v []byte) (T, bool, error), fn func(T) error) error {
+	var last []byte
+	for {
+		var items []T
+		done := false
+		err := db.view(ctx, func(tx *bolt.Tx) error {
+			items = items[:0]
+			c := tx.Bucket(bucket).Cursor()
+			var k, v []byte
+			if last == nil {
+				if len(from) == 0 {
+					k, v = c.First()
+				} else {
+					k, v = c.Seek(from)
+				}
+			} else if k, v = c.Seek(last); k != nil && bytes.Equal(k, last) {
+				k, v = c.Next()
+			}
+			n := 0
+			for ; k != nil; k, v = c.Next() {
+				if stop != nil && stop(k) {
+					done = true
+					return nil
+				}
+				if n == scanChunk {
+					return nil
+				}
+				n++
+				last = append(last[:0], k...)
+				item, ok, err := decode(tx, k, v)
+				if err != nil {
+					return err
+				}
+				if ok {
+					items = append(items, item)
+				}
+			}
+			done = true
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, it := range items {
+			if err := fn(it); err != nil {
+				return err
+			}
+		}
+		if done {
+			return nil
+		}
+	}
+}
