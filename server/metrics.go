@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,9 +14,9 @@ import (
 // registry (no global state).
 type metrics struct {
 	onWebhook func(source, outcome string, at time.Time)
-	webhooks *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
-	records  prometheus.Counter
+	webhooks  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	records   prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, store storage.Store) *metrics {
@@ -34,14 +35,27 @@ func newMetrics(reg *prometheus.Registry, store storage.Store) *metrics {
 	reg.MustRegister(m.webhooks, m.latency, m.records)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "nudge_store_bytes", Help: "Size of the store file.",
-	}, func() float64 {
-		st, err := store.Stats(context.Background())
-		if err != nil {
-			return 0
-		}
-		return float64(st.FileBytes)
-	}))
+	}, cachedStoreBytes(store)))
 	return m
+}
+
+// cachedStoreBytes reads the store size at most once a minute: Stats walks
+// every bucket, too slow to run on each scrape of a large store.
+func cachedStoreBytes(store storage.Store) func() float64 {
+	var mu sync.Mutex
+	var at time.Time
+	var v float64
+	return func() float64 {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(at) > time.Minute {
+			if st, err := store.Stats(context.Background()); err == nil {
+				v = float64(st.FileBytes)
+			}
+			at = time.Now()
+		}
+		return v
+	}
 }
 
 func (m *metrics) webhook(source, outcome string, start time.Time) {

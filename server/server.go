@@ -70,10 +70,10 @@ type Options struct {
 	// page's per-connector health).
 	OnWebhook func(source, outcome string, at time.Time)
 	// Admin mounts the admin page under /admin; it authenticates itself.
-	Admin func(r gin.IRouter)
-	Hooks    Hooks
-	Clock    clock.Clock
-	Logger   *slog.Logger
+	Admin  func(r gin.IRouter)
+	Hooks  Hooks
+	Clock  clock.Clock
+	Logger *slog.Logger
 	// Registry receives the server's metrics (default: a new registry).
 	Registry *prometheus.Registry
 	// Backup streams a snapshot; nil uses Store.Backup.
@@ -157,7 +157,9 @@ func (s *Server) Handler() http.Handler { return s.router }
 func (s *Server) Routes() []gin.RouteInfo { return s.router.Routes() }
 
 func (s *Server) readyz(c *gin.Context) {
-	if _, err := s.opts.Store.Stats(c.Request.Context()); err != nil {
+	// A tiny read proves the store is open without walking it (Stats
+	// does, which is too slow for a probe on a large store).
+	if _, _, err := s.opts.Store.NextJobDue(c.Request.Context()); err != nil {
 		jsonError(c, http.StatusServiceUnavailable, "store: "+err.Error())
 		return
 	}
