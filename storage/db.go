@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -186,7 +187,16 @@ func (db *DB) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return db.bolt.View(fn)
+	return closedErr(db.bolt.View(fn))
+}
+
+// closedErr maps bbolt's "database not open" to ErrClosed, so callers of
+// a closed store can test for it without importing bbolt.
+func closedErr(err error) error {
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	return err
 }
 
 // update runs a write transaction after checking ctx.
@@ -194,7 +204,7 @@ func (db *DB) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return db.bolt.Update(fn)
+	return closedErr(db.bolt.Update(fn))
 }
 
 // batch runs fn in a group commit shared with concurrent callers. fn may
@@ -204,7 +214,7 @@ func (db *DB) batch(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return db.bolt.Batch(fn)
+	return closedErr(db.bolt.Batch(fn))
 }
 
 // u64 encodes v as 8 big-endian bytes, so keys sort numerically.

@@ -526,3 +526,15 @@ func TestReopenKeepsEverything(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestClosedStoreSaysErrClosed(t *testing.T) {
+	t.Parallel()
+	db, err := Open(filepath.Join(t.TempDir(), "c.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := db.Record(context.Background(), "x"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Record on a closed store: %v, want ErrClosed", err)
+	}
+}
