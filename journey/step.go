@@ -1,0 +1,167 @@
+package journey
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strings"
+	"time"
+
+	"github.com/nudge-email/nudge/dispatch"
+	"github.com/nudge-email/nudge/scheduler"
+	"github.com/nudge-email/nudge/storage"
+)
+
+// lockProfile serialises work on one profile's journeys inside this
+// process (bbolt allows one writing process), so an exit evaluated while
+// a step runs cannot be overwritten by the step's update.
+func (e *Engine) lockProfile(profileID string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(profileID))
+	m := &e.locks[h.Sum32()%uint32(len(e.locks))]
+	m.Lock()
+	return m.Unlock
+}
+
+// RunStep runs step n of a journey if the journey is still waiting for
+// it: it re-evaluates the step's where clause against the fresh profile,
+// dispatches the send and moves the journey on according to the outcome.
+// It is idempotent: a replay after a crash finds the journey moved on, or
+// re-dispatches, which the dispatcher answers from the existing send.
+func (e *Engine) RunStep(ctx context.Context, journeyID string, n int) error {
+	j, err := e.store.Journey(ctx, journeyID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil // forgotten
+	}
+	if err != nil {
+		return fmt.Errorf("journey: step %d of %s: %w", n, journeyID, err)
+	}
+	unlock := e.lockProfile(j.ProfileID)
+	defer unlock()
+	// Re-read under the lock: an evaluation may have ended it meanwhile.
+	if j, err = e.store.Journey(ctx, journeyID); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		return fmt.Errorf("journey: step %d of %s: %w", n, journeyID, err)
+	}
+	if !j.Active() || j.Step != n {
+		return nil // ended, or this step already ran
+	}
+	now := e.now()
+	r := e.set.Load().Rule(j.Rule)
+	if r == nil {
+		return e.end(ctx, &j, storage.JourneyExited, ReasonRuleRemoved, "", now)
+	}
+	if n < 1 || n > len(r.Steps) {
+		return e.end(ctx, &j, storage.JourneyCompleted, fmt.Sprintf("the rule no longer has a step %d", n), "", now)
+	}
+	step := r.Steps[n-1]
+	prof, err := e.store.Profile(ctx, j.ProfileID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return e.end(ctx, &j, storage.JourneyExited, "profile forgotten", "", now)
+	}
+	if err != nil {
+		return fmt.Errorf("journey: step %d of %s: %w", n, journeyID, err)
+	}
+	trig, err := e.store.Record(ctx, j.TriggerRecord)
+	if errors.Is(err, storage.ErrNotFound) {
+		return e.end(ctx, &j, storage.JourneyExited, "trigger record no longer stored", j.TriggerRecord, now)
+	}
+	if err != nil {
+		return fmt.Errorf("journey: step %d of %s: %w", n, journeyID, err)
+	}
+
+	env := e.newEnv(ctx, &trig, &trig, prof, now, n)
+	ok, err := step.Where.Bool(&env)
+	if err != nil {
+		// A failing expression fails the same way on every retry.
+		e.opts.Logger.Warn("step where failed", "rule", r.ID, "journey_id", j.ID, "step", n, "error", err)
+		return e.end(ctx, &j, storage.JourneyExited, fmt.Sprintf("steps[%d].where failed", n), err.Error(), now)
+	}
+	if !ok {
+		return e.end(ctx, &j, storage.JourneyExited, fmt.Sprintf("steps[%d].where is false", n), step.Where.Source, now)
+	}
+	data := make(map[string]any, len(step.Send.Data))
+	for _, f := range step.Send.Data {
+		v, err := f.Expr.Eval(&env)
+		if err != nil {
+			e.opts.Logger.Warn("send data failed", "rule", r.ID, "journey_id", j.ID, "step", n, "error", err)
+			return e.end(ctx, &j, storage.JourneyExited, fmt.Sprintf("steps[%d].send.data.%s failed", n, f.Key), err.Error(), now)
+		}
+		data[f.Key] = v
+	}
+
+	out, err := e.disp.Dispatch(ctx, dispatch.StepSend{
+		Journey: j, Rule: r.ID, Step: n, Priority: r.Priority, OnCap: r.OnCap,
+		Send: dispatch.SendSpec{
+			Provider: step.Send.Provider, Template: step.Send.Template, Subject: step.Send.Subject,
+			HTMLFile: step.Send.HTMLFile, TextFile: step.Send.TextFile, Data: data,
+		},
+		Trigger: trig, Profile: prof, Now: now, DryRun: e.opts.DryRun,
+	})
+	if err != nil {
+		return fmt.Errorf("journey: dispatch step %d of %s: %w", n, journeyID, err)
+	}
+
+	switch out.Action {
+	case dispatch.Queued, dispatch.Held, dispatch.Skipped:
+		detail := out.Reason
+		if out.SendID != "" {
+			detail = strings.TrimSpace("send " + out.SendID + " " + detail)
+		}
+		e.trace(&j, now, n, string(out.Action), detail)
+		j.UpdatedAt = now
+		if n == len(r.Steps) {
+			j.Status = storage.JourneyCompleted
+			if j.Holdout {
+				j.Status = storage.JourneyHeldOut
+			}
+			j.DueAt = time.Time{}
+			e.trace(&j, now, n, j.Status, "")
+			if err := e.store.PutJourney(ctx, j); err != nil {
+				return fmt.Errorf("journey: complete %s: %w", j.ID, err)
+			}
+			return nil
+		}
+		due := e.dueAt(r.Steps[n], now, prof)
+		j.Step = n + 1
+		j.DueAt = due
+		e.trace(&j, now, n+1, "scheduled", "due "+due.Format(time.RFC3339))
+		if err := e.store.PutJourney(ctx, j, stepJob(j.ID, n+1, due)); err != nil {
+			return fmt.Errorf("journey: schedule step %d of %s: %w", n+1, j.ID, err)
+		}
+		e.wake()
+		return nil
+	case dispatch.Deferred:
+		until := out.Until
+		if !until.After(now) {
+			until = now.Add(time.Minute) // never spin on a deferral without a future time
+		}
+		e.trace(&j, now, n, "deferred", fmt.Sprintf("until %s: %s", until.Format(time.RFC3339), out.Reason))
+		j.DueAt = until
+		j.UpdatedAt = now
+		if err := e.store.PutJourney(ctx, j); err != nil {
+			return fmt.Errorf("journey: defer step %d of %s: %w", n, j.ID, err)
+		}
+		return scheduler.SnoozeUntil(until)
+	case dispatch.Stopped:
+		return e.end(ctx, &j, stoppedStatus(out.Reason), out.Reason, "", now)
+	default:
+		return fmt.Errorf("journey: dispatch step %d of %s: unknown action %q", n, j.ID, out.Action)
+	}
+}
+
+// stoppedStatus tells a policy stop (consent, suppression: the person
+// must not be mailed) from a relevance stop (bought, out of stock, price
+// back up), which ends the journey as exited.
+func stoppedStatus(reason string) string {
+	r := strings.ToLower(reason)
+	for _, w := range []string{"consent", "suppress", "unsubscri", "bounce", "spam", "complain"} {
+		if strings.Contains(r, w) {
+			return storage.JourneySuppressed
+		}
+	}
+	return storage.JourneyExited
+}
