@@ -20,6 +20,7 @@ import (
 	"github.com/nudge-email/nudge/rules"
 	"github.com/nudge-email/nudge/sending"
 	"github.com/nudge-email/nudge/server"
+	"github.com/nudge-email/nudge/storage"
 )
 
 // parts are the business components between the store and the server.
@@ -256,4 +257,47 @@ func (a *App) espReceivers() ([]server.Webhook, error) {
 		return nil, fmt.Errorf("mailgun webhook: %w", err)
 	}
 	return append(hooks, server.Webhook{Source: "mailgun", Receiver: mg}), nil
+}
+
+// Preview renders step n of a rule for a profile with the configured
+// senders' data, writing nothing: the engine builds the step as it would
+// at due time and the dispatcher renders it.
+func Preview(ctx context.Context, cfg *config.Config, st storage.Store, ruleID string, p storage.Profile, n int) (connectors.Message, error) {
+	loc, err := time.LoadLocation(cfg.Timezone)
+	if err != nil {
+		return connectors.Message{}, err
+	}
+	files, err := cfg.RuleFiles()
+	if err != nil {
+		return connectors.Message{}, err
+	}
+	set, err := rules.Load(files)
+	if err != nil {
+		return connectors.Message{}, err
+	}
+	d, err := sending.New(st, map[string]connectors.Sender{cfg.Email.Provider: previewSender{cfg.Email.Provider}, "log": previewSender{"log"}}, sending.Options{
+		Policies: cfg.Policies, Timezone: loc,
+		From:      connectors.Address{Email: cfg.Email.From.Email, Name: cfg.Email.From.Name},
+		PublicURL: cfg.PublicURL, TokenSecret: TokenSecret(cfg), Stores: cfg.Stores, DefaultProvider: cfg.Email.Provider,
+	})
+	if err != nil {
+		return connectors.Message{}, err
+	}
+	eng := journey.New(st, d, journey.Options{Stores: cfg.Stores, Timezone: loc})
+	eng.SetRules(set)
+	s, err := eng.PreviewStep(ctx, ruleID, p, n)
+	if err != nil {
+		return connectors.Message{}, err
+	}
+	return d.Render(ctx, s)
+}
+
+// previewSender satisfies the dispatcher's need for a sender per provider
+// during preview; Render never calls it.
+type previewSender struct{ name string }
+
+func (p previewSender) Name() string { return p.name }
+
+func (p previewSender) Send(context.Context, connectors.Message) (connectors.Result, error) {
+	return connectors.Result{}, fmt.Errorf("preview never sends")
 }

@@ -14,7 +14,5 @@ func notYet(name string) func(context.Context, *env, []string) int {
 }
 
 var (
-	cmdBacktest = notYet("backtest")
-	cmdPreview  = notYet("preview")
 	cmdInsights = notYet("insights")
 )
