@@ -87,12 +87,8 @@ func (s *Server) webhook(c *gin.Context) {
 		return
 	}
 	recs, err := w.Receiver.Normalize(h, body)
-	switch {
-	case errors.Is(err, connectors.ErrIgnored):
-		s.metrics.webhook(source, outcomeIgnored, start)
-		c.JSON(http.StatusOK, gin.H{"status": "ignored"})
-		return
-	case err != nil:
+	ignored := errors.Is(err, connectors.ErrIgnored)
+	if err != nil && !ignored {
 		s.metrics.webhook(source, outcomeMalformed, start)
 		jsonError(c, http.StatusBadRequest, err.Error())
 		return
@@ -104,6 +100,9 @@ func (s *Server) webhook(c *gin.Context) {
 	for i := range recs {
 		recs[i].ReceivedAt = now
 	}
+	// An ignored topic is still persisted (raw, when the store keeps raw
+	// deliveries) before the 200: a later nudge version may use it, and
+	// "200 means stored" holds for every acknowledged delivery.
 	in := storage.Ingest{
 		Delivery: &storage.Delivery{
 			ID:     behavior.DeriveID("delivery", key, string(body)),
@@ -122,6 +121,11 @@ func (s *Server) webhook(c *gin.Context) {
 		s.opts.Logger.Error("webhook store failed", "source", source, "topic", topic, "error", err)
 		// 500 makes the provider retry, which is what we want.
 		jsonError(c, http.StatusInternalServerError, "could not store the delivery")
+		return
+	}
+	if ignored {
+		s.metrics.webhook(source, outcomeIgnored, start)
+		c.JSON(http.StatusOK, gin.H{"status": "ignored"})
 		return
 	}
 	outcome := outcomeStored

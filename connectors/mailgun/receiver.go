@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nudge-email/nudge/behavior"
@@ -61,6 +62,19 @@ type ReceiverConfig struct {
 type Receiver struct {
 	key       []byte
 	tolerance time.Duration
+
+	// Mailgun's HMAC covers only timestamp and token, not event-data, so
+	// a captured delivery could be replayed with forged events while its
+	// timestamp is fresh. Remembering which event-data each token came
+	// with (for twice the tolerance) rejects that, as Mailgun's docs
+	// advise, while a true redelivery (same token, same data) passes.
+	mu     sync.Mutex
+	tokens map[string]tokenUse
+}
+
+type tokenUse struct {
+	data [sha256.Size]byte
+	exp  time.Time
 }
 
 // NewReceiver returns a Receiver for cfg, or an error when no signing key
@@ -69,7 +83,7 @@ func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
 	if strings.TrimSpace(cfg.SigningKey) == "" {
 		return nil, errors.New("mailgun: webhook signing key not configured; copy the HTTP webhook signing key from Mailgun's webhook settings (the API key does not verify webhooks)")
 	}
-	r := &Receiver{key: []byte(strings.TrimSpace(cfg.SigningKey)), tolerance: cfg.Tolerance}
+	r := &Receiver{key: []byte(strings.TrimSpace(cfg.SigningKey)), tolerance: cfg.Tolerance, tokens: map[string]tokenUse{}}
 	if r.tolerance <= 0 {
 		r.tolerance = DefaultWebhookTolerance
 	}
@@ -123,7 +137,67 @@ func (r *Receiver) Verify(_ http.Header, body []byte, now time.Time) error {
 	if !hmac.Equal(got, m.Sum(nil)) {
 		return fmt.Errorf("mailgun: verify: signature does not match: %w", connectors.ErrSignature)
 	}
+	var env struct {
+		EventData json.RawMessage `json:"event-data"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		return fmt.Errorf("mailgun: verify: %v: %w", err, connectors.ErrMalformed)
+	}
+	canon, err := canonicalJSON(env.EventData)
+	if err != nil {
+		return fmt.Errorf("mailgun: verify: event-data: %v: %w", err, connectors.ErrMalformed)
+	}
+	if !r.remember(token, sha256.Sum256(canon), now) {
+		return fmt.Errorf("mailgun: verify: token already used with different event data (replay): %w", connectors.ErrSignature)
+	}
 	return nil
+}
+
+// canonicalJSON re-encodes a JSON value with sorted keys and exact
+// numbers, so the same event compares equal however it was formatted.
+func canonicalJSON(raw []byte) ([]byte, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(v)
+}
+
+// maxTokens bounds the replay cache; only correctly signed deliveries
+// enter it, so it grows with real traffic, not with an attacker's.
+const maxTokens = 200_000
+
+// remember records token's event-data hash and reports whether the token
+// is new or came with the same data before.
+func (r *Receiver) remember(token string, data [sha256.Size]byte, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if u, ok := r.tokens[token]; ok && now.Before(u.exp) {
+		return u.data == data
+	}
+	if len(r.tokens) >= maxTokens {
+		for k, u := range r.tokens {
+			if !now.Before(u.exp) {
+				delete(r.tokens, k)
+			}
+		}
+		if len(r.tokens) >= maxTokens {
+			// Still full of live tokens: drop an arbitrary one rather than
+			// grow without bound; a replay of it would need its exact
+			// token within the tolerance.
+			for k := range r.tokens {
+				delete(r.tokens, k)
+				break
+			}
+		}
+	}
+	r.tokens[token] = tokenUse{data: data, exp: now.Add(2 * r.tolerance)}
+	return true
 }
 
 // mgMaxUnix bounds timestamps to year 9999 so time arithmetic stays sane.

@@ -2,6 +2,8 @@ package mailgun
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -55,6 +57,12 @@ func fixtures(t testing.TB) []connectortest.Fixture {
 
 func signBody(t testing.TB) connectortest.SignFunc {
 	return func(h http.Header, body []byte, at time.Time) (http.Header, []byte) {
+		// Every fixture carries the same documented sample token; real
+		// deliveries never share one, and the receiver's replay check
+		// rejects a token reused with other event data. Give each body a
+		// token of its own.
+		sum := sha256.Sum256(body)
+		body = setSignature(t, body, "token", hex.EncodeToString(sum[:25]))
 		b, err := SignBody(testKey, body, at)
 		if err != nil {
 			t.Fatal(err)
@@ -388,4 +396,35 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("Verify = %v", err)
 		}
 	})
+}
+
+// A captured delivery replayed with forged event-data inside the
+// timestamp's tolerance is rejected; a true redelivery is accepted.
+func TestVerifyRejectsReplayWithForgedEventData(t *testing.T) {
+	t.Parallel()
+	r, err := NewReceiver(ReceiverConfig{SigningKey: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1700000000, 0)
+	body, _, err := Sample("delivered", "ann@example.com", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, err = SignBody("k", body, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Verify(nil, body, now); err != nil {
+		t.Fatalf("first delivery: %v", err)
+	}
+	if err := r.Verify(nil, body, now.Add(time.Minute)); err != nil {
+		t.Fatalf("redelivery of the same body: %v", err)
+	}
+	forged := bytes.Replace(body, []byte(`"delivered"`), []byte(`"unsubscribed"`), 1)
+	if bytes.Equal(forged, body) {
+		t.Fatal("test did not change the event")
+	}
+	if err := r.Verify(nil, forged, now.Add(time.Minute)); !errors.Is(err, connectors.ErrSignature) {
+		t.Fatalf("forged replay: %v, want ErrSignature", err)
+	}
 }
