@@ -101,7 +101,13 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	}
 	mounts := []func(gin.IRouter){webh.Register}
 	mounts = append(mounts, a.parts.mounts...)
+	adm, health, err := a.buildAdmin(hooks)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("admin: %w", err)
+	}
 	srv, err := server.New(server.Options{
+		Admin: adm.Register, OnWebhook: health.Observe,
 		Store: st, Webhooks: hooks, Mounts: mounts, AdminToken: cfg.Admin.Token,
 		MaxBodyBytes: cfg.MaxBodyBytes, Ready: a.ready,
 		OnIngest: func(storage.AppendResult) { a.Scheduler.Wake() },

@@ -30,6 +30,16 @@ type parts struct {
 	senders    map[string]connectors.Sender
 	mounts     []func(gin.IRouter)
 	hooks      server.Hooks
+	// recommender is the insights model once wired; nil gives empty lists.
+	recommender sending.Recommender
+}
+
+// recommend serves the admin page and the profile API.
+func (a *App) recommend(ctx context.Context, profileID string, n int) ([]storage.Product, error) {
+	if a.parts.recommender == nil {
+		return nil, nil
+	}
+	return a.parts.recommender.Recommend(ctx, profileID, n)
 }
 
 // Senders builds every provider that is configured: log always, SendGrid

@@ -1,0 +1,68 @@
+package app_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nudge-email/nudge/app"
+	"github.com/nudge-email/nudge/config"
+)
+
+func testConfig(t *testing.T) *config.Config {
+	t.Helper()
+	cfg, err := config.Load("../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	rulesDir, err := filepath.Abs("../rules.d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Rules = []string{filepath.Join(rulesDir, "*.yaml")}
+	return cfg
+}
+
+// Every admin page and API route of the fully wired server answers 401 or
+// redirects to the login page without the token; only the login form and
+// its stylesheet are public.
+func TestEveryAdminAndAPIRouteNeedsTheToken(t *testing.T) {
+	cfg := testConfig(t)
+	a, err := app.Open(context.Background(), cfg, app.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	h := a.Server.Handler()
+	public := map[string]bool{"GET /admin/login": true, "POST /admin/login": true, "GET /admin/static/*filepath": true, "HEAD /admin/static/*filepath": true}
+	n := 0
+	for _, r := range a.Server.Routes() {
+		if !strings.HasPrefix(r.Path, "/api/") && !strings.HasPrefix(r.Path, "/admin") {
+			continue
+		}
+		if public[r.Method+" "+r.Path] {
+			continue
+		}
+		n++
+		path := strings.NewReplacer(":email", "a@example.com", ":id", "x", "*filepath", "x").Replace(r.Path)
+		for _, auth := range []string{"", "Bearer wrong", cfg.Admin.Token} {
+			req := httptest.NewRequest(r.Method, path, nil)
+			if auth != "" {
+				req.Header.Set("Authorization", auth)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			redirect := rec.Code == http.StatusSeeOther && strings.HasPrefix(rec.Header().Get("Location"), "/admin/login")
+			if rec.Code != http.StatusUnauthorized && !redirect {
+				t.Errorf("%s %s with %q: %d, want 401 or a redirect to login", r.Method, path, auth, rec.Code)
+			}
+		}
+	}
+	if n < 25 {
+		t.Fatalf("walked only %d protected routes", n)
+	}
+}
