@@ -78,6 +78,10 @@ type RuleStats struct {
 	// them within the attribution window.
 	Held          int
 	HeldConverted int
+	// SentConverted counts orders that followed a sent message within the
+	// window, clicked or not: the sent arm measured like the held arm.
+	// Zero with Sent > 0 falls back to Converted (older stats sources).
+	SentConverted int
 }
 
 // Options configure the admin page. Store and Token are required; every

@@ -34,18 +34,18 @@ type ruleRow struct {
 	Info *RuleInfo // nil for a rule that has journeys but is no longer loaded
 	// Journey counts. Started excludes held-out journeys: those never
 	// send, so they belong to the lift comparison, not the funnel.
-	Started, HeldOut                        int
-	Active, Completed, Exited, Suppressed   int
-	LastFired                               time.Time
-	Sent, Delivered, Opened, Clicked        int
-	Converted                               int
-	Revenue                                 int64
-	HasConversions                          bool // RuleStatsFunc answered
-	Dead, Pending                           int
-	Stages                                  []funnelStage
-	Lift                                    Lift
-	LiftAvailable                           bool
-	sentJourneys, heldJourneys, heldConvert int
+	Started, HeldOut                                     int
+	Active, Completed, Exited, Suppressed                int
+	LastFired                                            time.Time
+	Sent, Delivered, Opened, Clicked                     int
+	Converted                                            int
+	Revenue                                              int64
+	HasConversions                                       bool // RuleStatsFunc answered
+	Dead, Pending                                        int
+	Stages                                               []funnelStage
+	Lift                                                 Lift
+	LiftAvailable                                        bool
+	sentJourneys, heldJourneys, heldConvert, sentConvert int
 }
 
 // funnelStage is one bar of a rule's funnel.
@@ -381,6 +381,12 @@ func (a *Admin) ruleRows(ctx context.Context, sends []storage.Send, o *overview)
 			r.Sent, r.Delivered, r.Opened, r.Clicked = st.Sent, st.Delivered, st.Opened, st.Clicked
 			r.Converted, r.Revenue, r.HasConversions = st.Converted, st.Revenue, true
 			r.heldConvert = st.HeldConverted
+			// Lift compares like with like: any order after the message in
+			// both arms, not click-attributed orders against any order.
+			r.sentConvert = st.SentConverted
+			if r.sentConvert == 0 {
+				r.sentConvert = st.Converted
+			}
 		}
 		if err == nil {
 			for _, r := range rows {
@@ -392,7 +398,7 @@ func (a *Admin) ruleRows(ctx context.Context, sends []storage.Send, o *overview)
 		r.Stages = stagesOf(r)
 		if r.HasConversions {
 			r.LiftAvailable = true
-			r.Lift = computeLift(r.sentJourneys, r.Converted, r.heldJourneys, r.heldConvert)
+			r.Lift = computeLift(r.sentJourneys, r.sentConvert, r.heldJourneys, r.heldConvert)
 		}
 		o.Rules = append(o.Rules, *r)
 	}

@@ -40,6 +40,7 @@ func (a *App) buildAdmin(hooks []server.Webhook) (*admin.Admin, *admin.Health, e
 				out[id] = admin.RuleStats{
 					Sent: s.Sent, Delivered: s.Delivered, Opened: s.Opened, Clicked: s.Clicked,
 					Converted: s.Converted, Revenue: s.Revenue, Held: s.Held, HeldConverted: s.HeldConverted,
+					SentConverted: s.SentConverted,
 				}
 			}
 			return out, nil

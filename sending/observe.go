@@ -23,6 +23,10 @@ const (
 	metaRevenue     = "revenue"         // minor units, sum of attributed orders
 	metaConverted   = "converted_order" // the latest attributed order
 	metaConvertedAt = "converted_at"
+	// metaExposedOrders lists orders that followed a sent message within
+	// the window, clicked or not: the sent arm of a holdout comparison,
+	// measured the same way as the held arm (intention to treat).
+	metaExposedOrders = "exposed_orders"
 	// keepSeen bounds metaSeen; replays come soon after a crash, so the
 	// latest ids are the ones that matter.
 	keepSeen = 200
@@ -156,8 +160,8 @@ func (d *Dispatcher) attribute(ctx context.Context, r behavior.Record, p storage
 		return fmt.Errorf("sending: attribute %s: %w", r.ID, err)
 	}
 	window := d.opts.Policies.AttributionWindow.D()
-	var touched, held storage.Send
-	var touchedAt, heldAt time.Time
+	var touched, held, exposed storage.Send
+	var touchedAt, heldAt, exposedAt time.Time
 	for _, s := range sends {
 		if listHas(s.Meta[metaOrders], r.ID) {
 			return nil // replay
@@ -165,6 +169,9 @@ func (d *Dispatcher) attribute(ctx context.Context, r behavior.Record, p storage
 		var at time.Time
 		switch s.Status {
 		case storage.SendSent, storage.SendUnknown:
+			if sentAt := sendTime(s); !sentAt.After(r.At) && r.At.Sub(sentAt) <= window && (exposed.ID == "" || sentAt.After(exposedAt)) {
+				exposed, exposedAt = s, sentAt
+			}
 			c, okc := touchBefore(s.Meta, metaFirstClick, metaLastClick, r.At)
 			if d.opts.Policies.AttributeOpens {
 				if o, oko := touchBefore(s.Meta, metaFirstOpen, metaLastOpen, r.At); oko && (!okc || o.After(c)) {
@@ -186,6 +193,21 @@ func (d *Dispatcher) attribute(ctx context.Context, r behavior.Record, p storage
 			if at.After(heldAt) || held.ID == "" {
 				held, heldAt = s, at
 			}
+		}
+	}
+	if exposed.ID != "" {
+		_, err := d.modify(ctx, exposed.ID, func(s *storage.Send) (bool, error) {
+			if listHas(s.Meta[metaExposedOrders], r.ID) {
+				return false, nil
+			}
+			if s.Meta == nil {
+				s.Meta = map[string]string{}
+			}
+			s.Meta[metaExposedOrders] = listAdd(s.Meta[metaExposedOrders], r.ID, 0)
+			return true, nil
+		})
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("sending: exposure of %s on send %s: %w", r.ID, exposed.ID, err)
 		}
 	}
 	for _, s := range []storage.Send{touched, held} {
@@ -233,6 +255,18 @@ type RuleStats struct {
 	// them within the window: the baseline for lift.
 	Held          int `json:"held"`
 	HeldConverted int `json:"held_converted"`
+	// SentConverted counts orders that followed a sent message within the
+	// window whether or not it was clicked: compared with HeldConverted it
+	// measures lift without crediting the email for clicks alone.
+	SentConverted int `json:"sent_converted"`
+}
+
+// sendTime is when a send went out, or was created when that is unknown.
+func sendTime(s storage.Send) time.Time {
+	if !s.SentAt.IsZero() {
+		return s.SentAt
+	}
+	return s.CreatedAt
 }
 
 // RuleStats aggregates the outbox per rule.
@@ -254,6 +288,7 @@ func (d *Dispatcher) RuleStats(ctx context.Context) (map[string]RuleStats, error
 			continue
 		case storage.SendSent:
 			st.Sent++
+			st.SentConverted += listLen(s.Meta[metaExposedOrders])
 		case storage.SendPending, storage.SendSending, storage.SendRetrying:
 			st.Pending++
 		case storage.SendDead:

@@ -64,13 +64,16 @@ func TestAttribution(t *testing.T) {
 		orderAfter     time.Duration // after the touch
 		converted      int
 		revenue        int64
+		// sentConverted counts any order within the window after the
+		// send, touched or not (the lift comparison's sent arm).
+		sentConverted int
 	}{
-		{name: "order a day after a click converts", touch: behavior.EmailClicked, orderAfter: day, converted: 1, revenue: 5400},
+		{name: "order a day after a click converts", touch: behavior.EmailClicked, orderAfter: day, converted: 1, revenue: 5400, sentConverted: 1},
 		{name: "order after the 5 day window does not", touch: behavior.EmailClicked, orderAfter: 5*day + time.Minute},
-		{name: "an open does not count by default", touch: behavior.EmailOpened, orderAfter: time.Hour},
-		{name: "an open counts when configured", attributeOpens: true, touch: behavior.EmailOpened, orderAfter: time.Hour, converted: 1, revenue: 5400},
-		{name: "a machine open never counts", attributeOpens: true, touch: behavior.EmailOpened, machine: true, orderAfter: time.Hour},
-		{name: "delivery alone does not count", touch: behavior.EmailDelivered, orderAfter: time.Hour},
+		{name: "an open does not count by default", touch: behavior.EmailOpened, orderAfter: time.Hour, sentConverted: 1},
+		{name: "an open counts when configured", attributeOpens: true, touch: behavior.EmailOpened, orderAfter: time.Hour, converted: 1, revenue: 5400, sentConverted: 1},
+		{name: "a machine open never counts", attributeOpens: true, touch: behavior.EmailOpened, machine: true, orderAfter: time.Hour, sentConverted: 1},
+		{name: "delivery alone does not count", touch: behavior.EmailDelivered, orderAfter: time.Hour, sentConverted: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -93,6 +96,7 @@ func TestAttribution(t *testing.T) {
 			assert.Equal(t, 1, st.Sent)
 			assert.Equal(t, tt.converted, st.Converted)
 			assert.Equal(t, tt.revenue, st.Revenue)
+			assert.Equal(t, tt.sentConverted, st.SentConverted)
 		})
 	}
 }
