@@ -16,6 +16,7 @@ import (
 	"github.com/nudge-email/nudge/connectors/sendgrid"
 	"github.com/nudge-email/nudge/dispatch"
 	"github.com/nudge-email/nudge/importer"
+	"github.com/nudge-email/nudge/insights"
 	"github.com/nudge-email/nudge/journey"
 	"github.com/nudge-email/nudge/rules"
 	"github.com/nudge-email/nudge/sending"
@@ -25,14 +26,33 @@ import (
 
 // parts are the business components between the store and the server.
 type parts struct {
-	engine     *journey.Engine
-	dispatcher *sending.Dispatcher
-	senders    map[string]connectors.Sender
-	mounts     []func(gin.IRouter)
-	hooks      server.Hooks
-	// recommender is the insights model once wired; nil gives empty lists.
+	engine      *journey.Engine
+	dispatcher  *sending.Dispatcher
+	senders     map[string]connectors.Sender
+	mounts      []func(gin.IRouter)
+	hooks       server.Hooks
+	insights    *insights.Engine
 	recommender sending.Recommender
 }
+
+// recommender adapts the insights engine to the catalog-product shape
+// sending and the rules' recommend() use.
+type recommender struct{ e *insights.Engine }
+
+func (r recommender) Recommend(ctx context.Context, profileID string, n int) ([]storage.Product, error) {
+	recs, err := r.e.Recommend(ctx, profileID, n)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]storage.Product, 0, len(recs))
+	for _, x := range recs {
+		out = append(out, storage.Product{ProductID: x.ProductID, Title: x.Title, URL: x.URL, ImageURL: x.ImageURL, Price: x.Price, Currency: x.Currency})
+	}
+	return out, nil
+}
+
+// Insights is the insights engine.
+func (a *App) Insights() *insights.Engine { return a.parts.insights }
 
 // recommend serves the admin page and the profile API.
 func (a *App) recommend(ctx context.Context, profileID string, n int) ([]storage.Product, error) {
@@ -76,6 +96,8 @@ func (a *App) wire(ctx context.Context, opts Options) error {
 	if cfg.Email.ReplyTo.Email != "" {
 		replyTo = &connectors.Address{Email: cfg.Email.ReplyTo.Email, Name: cfg.Email.ReplyTo.Name}
 	}
+	ins := insights.New(a.Store, insights.Options{Config: cfg.Insights, Location: loc, Clock: a.Clock, Logger: a.Logger})
+	rec := recommender{ins}
 	var eng *journey.Engine
 	priority := func(rule string) (int, bool) {
 		if r := eng.Rules().Rule(rule); r != nil {
@@ -89,13 +111,14 @@ func (a *App) wire(ctx context.Context, opts Options) error {
 		From:    connectors.Address{Email: cfg.Email.From.Email, Name: cfg.Email.From.Name},
 		ReplyTo: replyTo, PublicURL: cfg.PublicURL, TokenSecret: TokenSecret(cfg), Stores: cfg.Stores,
 		DefaultProvider: cfg.Email.Provider, UnsubscribeGroup: cfg.Email.SendGrid.UnsubscribeGroup,
-		Clock: a.Clock, Logger: a.Logger,
+		Recommender: rec, Clock: a.Clock, Logger: a.Logger,
 	})
 	if err != nil {
 		return fmt.Errorf("sending: %w", err)
 	}
 	eng = journey.New(a.Store, d, journey.Options{
-		Clock: a.Clock, Logger: a.Logger, Observers: []dispatch.Observer{d},
+		Clock: a.Clock, Logger: a.Logger, Observers: []dispatch.Observer{d, ins},
+		Recommender: rec, BestHourFunc: func(p storage.Profile) (int, bool) { return ins.BestHour(p.ID) },
 		Stores: cfg.Stores, Timezone: loc,
 	})
 	files, err := cfg.RuleFiles()
@@ -109,14 +132,18 @@ func (a *App) wire(ctx context.Context, opts Options) error {
 	eng.SetRules(set)
 	eng.Register(a.Scheduler)
 	d.Register(a.Scheduler)
-	a.parts = &parts{engine: eng, dispatcher: d, senders: senders}
+	a.parts = &parts{engine: eng, dispatcher: d, senders: senders, insights: ins, recommender: rec}
 	a.parts.mounts = []func(gin.IRouter){d.RegisterRoutes}
 	a.parts.hooks = server.Hooks{
 		ReloadRules: a.ReloadRules,
 		Explain: func(ctx context.Context, profileID, rule string) (any, error) {
 			return journey.Explain(ctx, a.Store, profileID, rule)
 		},
-		Rules: a.RuleSummaries,
+		Rules:    a.RuleSummaries,
+		Insights: func(ctx context.Context) (any, error) { return ins.Report(), nil },
+		Recommend: func(ctx context.Context, profileID string, n int) (any, error) {
+			return ins.Recommend(ctx, profileID, n)
+		},
 		Import: func(ctx context.Context, r io.Reader) (any, error) {
 			rep, err := importer.ImportReader(ctx, a.Store, "request", r, importer.FormatNDJSON, importer.Options{})
 			if err == nil {
@@ -214,6 +241,31 @@ func (a *App) startBackground(ctx context.Context) *sync.WaitGroup {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		every := a.Config.Insights.RefitEvery.D()
+		if every <= 0 {
+			every = 24 * time.Hour
+		}
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			if rep, err := a.parts.insights.Refit(ctx, a.Clock.Now()); err != nil {
+				if ctx.Err() == nil {
+					a.Logger.Error("insights refit failed", "error", err)
+				}
+			} else {
+				a.Scheduler.Wake() // derived records may have been appended
+				a.Logger.Info("insights refitted", "profiles", rep.Profiles)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
 		t := time.NewTicker(24 * time.Hour)
 		defer t.Stop()
 		for {
@@ -285,8 +337,15 @@ func Preview(ctx context.Context, cfg *config.Config, st storage.Store, ruleID s
 	if err != nil {
 		return connectors.Message{}, err
 	}
+	// Recommendations in a preview come from models fitted now; refitting
+	// also refreshes the stored scores, as the server does daily.
+	ins := insights.New(st, insights.Options{Config: cfg.Insights, Location: loc})
+	if _, err := ins.Refit(ctx, time.Now()); err != nil {
+		return connectors.Message{}, err
+	}
 	d, err := sending.New(st, map[string]connectors.Sender{cfg.Email.Provider: previewSender{cfg.Email.Provider}, "log": previewSender{"log"}}, sending.Options{
-		Policies: cfg.Policies, Timezone: loc,
+		Recommender: recommender{ins},
+		Policies:    cfg.Policies, Timezone: loc,
 		From:      connectors.Address{Email: cfg.Email.From.Email, Name: cfg.Email.From.Name},
 		PublicURL: cfg.PublicURL, TokenSecret: TokenSecret(cfg), Stores: cfg.Stores, DefaultProvider: cfg.Email.Provider,
 	})
