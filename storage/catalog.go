@@ -1,8 +1,10 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -18,6 +20,113 @@ import (
 type storedProduct struct {
 	Product
 	FromCatalog bool `json:"from_catalog,omitempty"`
+	// VariantStock is each variant's total stock as products/update last
+	// said; LocationStock is "variant@location" → stock from
+	// inventory_levels/update. A variant with location figures is the sum
+	// of those (they are newer and exact per location); one without falls
+	// back to its total.
+	VariantStock  map[string]int64 `json:"variant_stock,omitempty"`
+	LocationStock map[string]int64 `json:"location_stock,omitempty"`
+}
+
+// Attribute keys that connectors use to let the catalog resolve
+// inventory-level updates (Shopify's inventory_levels/update names only an
+// inventory item and a location; products/update maps variants to
+// inventory items).
+const (
+	attrInventoryItems  = "inventory_items"   // map variant id → inventory item id
+	attrInventoryItemID = "inventory_item_id" // on a level update
+	attrLocationID      = "location_id"       // on a level update
+)
+
+// inventoryKey indexes an inventory item of a store.
+func inventoryKey(store, item string) []byte { return join([]byte(store), []byte(item)) }
+
+// rememberInventoryItems indexes inventory item → product and variant
+// from a products/update record, so later level updates can be resolved.
+func rememberInventoryItems(tx *bolt.Tx, r behavior.Record) error {
+	m := stringMap(r.Attrs[attrInventoryItems])
+	if len(m) == 0 {
+		return nil
+	}
+	productOf := map[string]string{}
+	for _, it := range r.Items {
+		if it.VariantID != "" && it.ProductID != "" {
+			productOf[it.VariantID] = it.ProductID
+		}
+	}
+	b := tx.Bucket(bucketInventoryItems)
+	for variant, item := range m {
+		pid := productOf[variant]
+		if pid == "" || item == "" {
+			continue
+		}
+		if err := b.Put(inventoryKey(r.Store, item), join([]byte(pid), []byte(variant))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resolveInventoryLevel turns a level update (an item without product id,
+// with the inventory item in attrs) into the product and variant it is
+// about; ok is false when the item was never seen in a products/update.
+func resolveInventoryLevel(tx *bolt.Tx, r behavior.Record) (productID, variantID, location string, ok bool) {
+	item, _ := r.Attrs[attrInventoryItemID].(string)
+	if item == "" {
+		return "", "", "", false
+	}
+	v := tx.Bucket(bucketInventoryItems).Get(inventoryKey(r.Store, item))
+	if v == nil {
+		return "", "", "", false
+	}
+	pid, variant, _ := bytes.Cut(v, []byte{0})
+	location, _ = r.Attrs[attrLocationID].(string)
+	return string(pid), string(variant), location, true
+}
+
+// stringMap reads a map of strings from an attribute that may be
+// map[string]any (decoded JSON) or map[string]string.
+func stringMap(v any) map[string]string {
+	switch m := v.(type) {
+	case map[string]string:
+		return m
+	case map[string]any:
+		out := make(map[string]string, len(m))
+		for k, x := range m {
+			if s, ok := x.(string); ok {
+				out[k] = s
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// stock recomputes the product's stock from its variants; nil when no
+// variant's stock is known.
+func (p *storedProduct) stock() *int64 {
+	if len(p.VariantStock) == 0 && len(p.LocationStock) == 0 {
+		return nil
+	}
+	perVariant := map[string]int64{}
+	for v, n := range p.VariantStock {
+		perVariant[v] = n
+	}
+	located := map[string]bool{}
+	for key, n := range p.LocationStock {
+		v, _, _ := strings.Cut(key, "@")
+		if !located[v] {
+			located[v] = true
+			perVariant[v] = 0
+		}
+		perVariant[v] += n
+	}
+	var total int64
+	for _, n := range perVariant {
+		total += n
+	}
+	return &total
 }
 
 // derivedSource is Record.Source of records nudge derives itself.
@@ -31,11 +140,21 @@ const derivedSource = "nudge"
 // of order) and derives nothing.
 func applyCatalogUpdate(tx *bolt.Tx, r behavior.Record, now time.Time) ([]behavior.Record, error) {
 	b := tx.Bucket(bucketCatalog)
+	if err := rememberInventoryItems(tx, r); err != nil {
+		return nil, err
+	}
 	var order []string
 	groups := map[string][]behavior.Item{}
+	// level is set for an inventory-level update: one item, no product id.
+	var level struct{ variant, location string }
 	for _, it := range r.Items {
 		if it.ProductID == "" {
-			continue
+			pid, variant, location, ok := resolveInventoryLevel(tx, r)
+			if !ok || it.Available == nil {
+				continue
+			}
+			it.ProductID, it.VariantID = pid, variant
+			level.variant, level.location = variant, location
 		}
 		if _, ok := groups[it.ProductID]; !ok {
 			order = append(order, it.ProductID)
@@ -62,6 +181,9 @@ func applyCatalogUpdate(tx *bolt.Tx, r behavior.Record, now time.Time) ([]behavi
 		if r.Currency != "" {
 			np.Currency = r.Currency
 		}
+		// Copy the maps: old must keep the previous stock for comparison.
+		np.VariantStock = copyStock(old.VariantStock)
+		np.LocationStock = copyStock(old.LocationStock)
 		var price, stock int64
 		anyStock, allStock := false, true
 		for _, it := range groups[pid] {
@@ -71,6 +193,12 @@ func applyCatalogUpdate(tx *bolt.Tx, r behavior.Record, now time.Time) ([]behavi
 			if it.Available != nil {
 				anyStock = true
 				stock += *it.Available
+				switch {
+				case level.variant != "" && it.VariantID == level.variant:
+					np.LocationStock[level.variant+"@"+level.location] = *it.Available
+				case it.VariantID != "":
+					np.VariantStock[it.VariantID] = *it.Available
+				}
 			} else {
 				allStock = false
 			}
@@ -83,10 +211,14 @@ func applyCatalogUpdate(tx *bolt.Tx, r behavior.Record, now time.Time) ([]behavi
 			np.Price = price
 		}
 		// No variant said anything about stock: keep what we knew. Some
-		// did and some did not: the total is unknown.
+		// did and some did not: the total is unknown — unless per-variant
+		// figures (from earlier updates and inventory levels) cover it.
 		if anyStock {
 			np.Available = nil
-			if allStock {
+			switch {
+			case len(np.VariantStock) > 0 || len(np.LocationStock) > 0:
+				np.Available = np.stock()
+			case allStock:
 				np.Available = &stock
 			}
 		}
@@ -104,6 +236,14 @@ func applyCatalogUpdate(tx *bolt.Tx, r behavior.Record, now time.Time) ([]behavi
 		}
 	}
 	return derived, nil
+}
+
+func copyStock(m map[string]int64) map[string]int64 {
+	out := make(map[string]int64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }
 
 // overwrite sets *dst to any non-empty src.

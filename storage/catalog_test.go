@@ -195,3 +195,59 @@ func TestProfilesByProduct(t *testing.T) {
 		})
 	}
 }
+
+// Shopify's inventory_levels/update names only an inventory item and a
+// location: the catalog resolves it through the variant → inventory item
+// map of an earlier products/update, and stock returning derives
+// back_in_stock.
+func TestInventoryLevelsResolveToProducts(t *testing.T) {
+	t.Parallel()
+	db, _ := openTestDB(t, Options{})
+	ctx := context.Background()
+	upd := productUpdate("u1", t0,
+		behavior.Item{VariantID: "v1", Title: "Trail Runner", Price: 5400, Available: stock(0)},
+		behavior.Item{VariantID: "v2", Title: "Trail Runner", Price: 5400, Available: stock(0)},
+	)
+	upd.Attrs = map[string]any{"inventory_items": map[string]any{"v1": "i1", "v2": "i2"}}
+	level := func(id, item, loc string, at time.Time, n int64) behavior.Record {
+		r := rec(id, behavior.ProductUpdated, at, "")
+		r.Source, r.Store = "shopify", "main"
+		r.Items = []behavior.Item{{Available: stock(n)}}
+		r.Attrs = map[string]any{"inventory_item_id": item, "location_id": loc}
+		return r
+	}
+	steps := []struct {
+		rec       behavior.Record
+		wantStock int64
+		derived   []behavior.Kind
+	}{
+		{upd, 0, nil},
+		{level("l1", "unknown-item", "loc1", t0.Add(time.Minute), 9), 0, nil}, // never seen: ignored
+		{level("l2", "i1", "loc1", t0.Add(2*time.Minute), 4), 4, []behavior.Kind{behavior.BackInStock}},
+		{level("l3", "i2", "loc1", t0.Add(3*time.Minute), 1), 5, nil},
+		{level("l4", "i1", "loc2", t0.Add(4*time.Minute), 2), 7, nil}, // a second location adds up
+		{level("l5", "i1", "loc1", t0.Add(5*time.Minute), 0), 3, nil},
+	}
+	for i, s := range steps {
+		res, err := db.Append(ctx, Ingest{Records: []behavior.Record{s.rec}})
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		var kinds []behavior.Kind
+		for _, r := range res.New {
+			if r.Kind.Derived() {
+				kinds = append(kinds, r.Kind)
+			}
+		}
+		if !slices.Equal(kinds, s.derived) {
+			t.Errorf("step %d derived %v, want %v", i, kinds, s.derived)
+		}
+		p, err := db.Product(ctx, "p1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Available == nil || *p.Available != s.wantStock {
+			t.Errorf("step %d: stock %v, want %d", i, p.Available, s.wantStock)
+		}
+	}
+}

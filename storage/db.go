@@ -37,6 +37,9 @@ var (
 	bucketAliases = []byte("aliases")
 	// catalog: product id → Product (JSON).
 	bucketCatalog = []byte("catalog")
+	// inventory_items: store id | 0x00 | inventory item id → product id |
+	// 0x00 | variant id (Shopify inventory levels name only the item).
+	bucketInventoryItems = []byte("inventory_items")
 	// product_views: product id | 0x00 | profile id → u64 last-seen ns.
 	bucketProductViews = []byte("product_views")
 	// suppressions: email (or "sha256:" hex of a forgotten email) → Suppression.
@@ -69,7 +72,7 @@ var (
 func allBuckets() [][]byte {
 	return [][]byte{
 		bucketMeta, bucketRecords, bucketRecByTime, bucketRecByProfile, bucketDeliveries,
-		bucketProfiles, bucketIdentities, bucketAliases, bucketCatalog, bucketProductViews,
+		bucketProfiles, bucketIdentities, bucketAliases, bucketCatalog, bucketInventoryItems, bucketProductViews,
 		bucketSuppressions, bucketJobs, bucketJobsDue, bucketJobUnique, bucketJourneys,
 		bucketJourneysByProfile, bucketJourneysByRule, bucketDecisions, bucketSends,
 		bucketSendsByProfile, bucketSendsByStatus, bucketSendsByProviderID,
