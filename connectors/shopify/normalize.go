@@ -356,8 +356,8 @@ func (n normalizer) refund(body []byte) ([]behavior.Record, error) {
 			if err != nil {
 				return nil, err
 			}
-			if li.Quantity.set {
-				it.Quantity = int(li.Quantity.n)
+			if li.Quantity.Set {
+				it.Quantity = int(li.Quantity.N)
 			}
 			items = append(items, it)
 		}
@@ -476,7 +476,7 @@ func (n normalizer) product(body []byte) ([]behavior.Record, error) {
 			ImageURL:  variantImage(p.Images, v.ID, defaultImage),
 			Price:     price,
 			Category:  p.ProductType,
-			Available: v.InventoryQuantity.ptr(),
+			Available: v.InventoryQuantity.Ptr(),
 		}
 		items = append(items, it)
 		if v.InventoryItemID != "" && v.ID != "" {
@@ -515,7 +515,7 @@ func (n normalizer) inventory(body []byte) ([]behavior.Record, error) {
 		ID:    n.recordID(n.deliveryKey(l.InventoryItemID+"@"+l.LocationID, l.UpdatedAt)),
 		Kind:  behavior.ProductUpdated,
 		At:    n.at(l.UpdatedAt),
-		Items: []behavior.Item{{Available: l.Available.ptr()}},
+		Items: []behavior.Item{{Available: l.Available.Ptr()}},
 		Attrs: map[string]any{AttrInventoryItemID: string(l.InventoryItemID), AttrLocationID: string(l.LocationID)},
 	}
 	return []behavior.Record{rec}, nil
@@ -541,8 +541,8 @@ func (n normalizer) item(li lineItem, cur string) (behavior.Item, error) {
 	if err != nil {
 		return behavior.Item{}, err
 	}
-	if li.Quantity.n < 0 || li.Quantity.n > 1<<31-1 {
-		return behavior.Item{}, fmt.Errorf("shopify: %s: line item quantity %d: %w", n.topic, li.Quantity.n, connectors.ErrMalformed)
+	if li.Quantity.N < 0 || li.Quantity.N > 1<<31-1 {
+		return behavior.Item{}, fmt.Errorf("shopify: %s: line item quantity %d: %w", n.topic, li.Quantity.N, connectors.ErrMalformed)
 	}
 	title := li.Name
 	if title == "" {
@@ -557,7 +557,7 @@ func (n normalizer) item(li lineItem, cur string) (behavior.Item, error) {
 		SKU:       li.SKU,
 		Title:     title,
 		Price:     price,
-		Quantity:  int(li.Quantity.n),
+		Quantity:  int(li.Quantity.N),
 	}, nil
 }
 

@@ -1,94 +1,20 @@
 package woocommerce
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nudge-email/nudge/connectors/jsonfield"
 )
 
-// id is a WooCommerce resource id, kept as the digits of the JSON number
-// (never a float64) and accepted as a string too, as some plugins send
-// it.
-type id string
+// The field types are shared with the other store connectors.
+type (
+	id     = jsonfield.ID
+	amount = jsonfield.Amount
+	optInt = jsonfield.OptInt
+)
 
-func (i *id) UnmarshalJSON(b []byte) error {
-	s, err := scalar(b)
-	if err != nil {
-		return fmt.Errorf("id: %w", err)
-	}
-	*i = id(s)
-	return nil
-}
-
-// amount is a decimal money amount kept as text: WooCommerce sends most
-// as strings ("29.35") but line_items[].price as a JSON number; keeping
-// the number's literal text lets behavior.ParseMoney read both exactly,
-// without a float64 on the way.
-type amount string
-
-func (a *amount) UnmarshalJSON(b []byte) error {
-	s, err := scalar(b)
-	if err != nil {
-		return fmt.Errorf("amount: %w", err)
-	}
-	*a = amount(s)
-	return nil
-}
-
-// optInt is an integer that may be absent or null, such as a stock count.
-type optInt struct {
-	n   int64
-	set bool
-}
-
-func (o *optInt) UnmarshalJSON(b []byte) error {
-	s, err := scalar(b)
-	if err != nil {
-		return fmt.Errorf("integer: %w", err)
-	}
-	if s == "" {
-		*o = optInt{}
-		return nil
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return fmt.Errorf("integer: %q", s)
-	}
-	*o = optInt{n: n, set: true}
-	return nil
-}
-
-// ptr returns the value as a pointer, nil when absent.
-func (o optInt) ptr() *int64 {
-	if !o.set {
-		return nil
-	}
-	n := o.n
-	return &n
-}
-
-// scalar returns the text of a JSON string or number, "" for null.
-func scalar(b []byte) (string, error) {
-	b = bytes.TrimSpace(b)
-	switch {
-	case len(b) == 0:
-		return "", fmt.Errorf("empty value")
-	case string(b) == "null":
-		return "", nil
-	case b[0] == '"':
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return "", err
-		}
-		return strings.TrimSpace(s), nil
-	case b[0] == '-' || b[0] >= '0' && b[0] <= '9':
-		return string(b), nil // the decoder has already checked it is a valid number
-	}
-	return "", fmt.Errorf("want a number or a string, got %.20s", b)
-}
+func scalar(b []byte) (string, error) { return jsonfield.Scalar(b) }
 
 // parseTime reads WooCommerce's *_gmt timestamps, which carry no zone
 // ("2017-03-22T19:28:02") and are UTC, or RFC 3339 ones; "" and
@@ -115,11 +41,4 @@ func firstTime(ss ...string) time.Time {
 	return time.Time{}
 }
 
-func firstNonEmpty(ss ...string) string {
-	for _, s := range ss {
-		if s = strings.TrimSpace(s); s != "" {
-			return s
-		}
-	}
-	return ""
-}
+func firstNonEmpty(ss ...string) string { return jsonfield.FirstNonEmpty(ss...) }

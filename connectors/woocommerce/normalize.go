@@ -280,10 +280,10 @@ func (n normalizer) items(lis []lineItem, cur string) ([]behavior.Item, error) {
 	}
 	out := make([]behavior.Item, 0, len(lis))
 	for _, li := range lis {
-		if li.Quantity.n < 0 || li.Quantity.n > 1<<31-1 {
-			return nil, fmt.Errorf("woocommerce: %s: line item quantity %d: %w", n.topic, li.Quantity.n, connectors.ErrMalformed)
+		if li.Quantity.N < 0 || li.Quantity.N > 1<<31-1 {
+			return nil, fmt.Errorf("woocommerce: %s: line item quantity %d: %w", n.topic, li.Quantity.N, connectors.ErrMalformed)
 		}
-		qty := li.Quantity.n
+		qty := li.Quantity.N
 		// price is a JSON number in major units; its literal text is
 		// parsed exactly. PHP may print it in exponent form or omit it,
 		// so the line total divided by the quantity is the fallback.
@@ -361,7 +361,7 @@ func (n normalizer) product() ([]behavior.Record, error) {
 		Title:     html.UnescapeString(p.Name),
 		URL:       p.Permalink,
 		Price:     price,
-		Available: p.StockQuantity.ptr(),
+		Available: p.StockQuantity.Ptr(),
 	}
 	if p.ParentID != "" && p.ParentID != "0" {
 		it.ProductID, it.VariantID = string(p.ParentID), string(p.ID)
