@@ -92,7 +92,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	}
 	webh, err := web.New(web.Config{
 		WriteKey: cfg.Tracking.WriteKey, AllowedOrigins: cfg.Tracking.AllowedOrigins,
-		RequireConsent: cfg.Tracking.RequireConsent, RatePerIP: cfg.Tracking.RatePerIP, RatePerKey: cfg.Tracking.RatePerKey,
+		RequireConsent: cfg.Tracking.RequireConsent, RatePerIP: unlimitedIfZero(cfg.Tracking.RatePerIP), RatePerKey: unlimitedIfZero(cfg.Tracking.RatePerKey),
 		TokenSecret: TokenSecret(cfg), PublicURL: cfg.PublicURL, StoreID: firstStoreID(cfg), Currency: firstCurrency(cfg),
 	}, ingestNotifier{DB: st, wake: a.Scheduler.Wake}, web.Options{Clock: opts.Clock, Logger: opts.Logger})
 	if err != nil {
@@ -135,6 +135,16 @@ func (n ingestNotifier) Append(ctx context.Context, in storage.Ingest) (storage.
 		n.wake()
 	}
 	return res, err
+}
+
+// unlimitedIfZero maps the config's "0 = unlimited" (the loader fills in
+// the default when the key is absent) to the tracking handler's negative
+// "no limit" (its zero means "default").
+func unlimitedIfZero(rate float64) float64 {
+	if rate == 0 {
+		return -1
+	}
+	return rate
 }
 
 func firstStoreID(cfg *config.Config) string {

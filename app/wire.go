@@ -2,7 +2,9 @@ package app
 
 import (
 	"context"
+
 	"fmt"
+	"github.com/nudge-email/nudge/behavior"
 	"io"
 	"sync"
 	"time"
@@ -139,7 +141,10 @@ func (a *App) wire(ctx context.Context, opts Options) error {
 		Explain: func(ctx context.Context, profileID, rule string) (any, error) {
 			return journey.Explain(ctx, a.Store, profileID, rule)
 		},
-		Rules:    a.RuleSummaries,
+		Rules: a.RuleSummaries,
+		Forget: func(ctx context.Context, p storage.Profile) error {
+			return Forget(ctx, a.Store, cfg.DataDir, p)
+		},
 		Insights: func(ctx context.Context) (any, error) { return ins.Report(), nil },
 		Recommend: func(ctx context.Context, profileID string, n int) (any, error) {
 			return ins.Recommend(ctx, profileID, n)
@@ -369,4 +374,30 @@ func (p previewSender) Name() string { return p.name }
 
 func (p previewSender) Send(context.Context, connectors.Message) (connectors.Result, error) {
 	return connectors.Result{}, fmt.Errorf("preview never sends")
+}
+
+// Forget erases a person everywhere nudge keeps data: the store (records,
+// journeys, sends, raw deliveries; the suppression stays as a hash) and
+// the log provider's files in the data dir.
+func Forget(ctx context.Context, st storage.Store, dataDir string, p storage.Profile) error {
+	sends, err := st.SendsByProfile(ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	var emails, sendIDs []string
+	for _, id := range p.Identities {
+		if id.Type == behavior.IdentEmail {
+			emails = append(emails, id.Value)
+		}
+	}
+	for _, s := range sends {
+		sendIDs = append(sendIDs, s.ID)
+		if s.Email != "" {
+			emails = append(emails, s.Email)
+		}
+	}
+	if err := st.Forget(ctx, p.ID); err != nil {
+		return err
+	}
+	return logsender.New(dataDir, nil).Forget(ctx, emails, sendIDs)
 }

@@ -128,3 +128,24 @@ func FormatMoney(minor int64, currency string) string {
 	}
 	return sign + s + " " + c
 }
+
+// ErrNegativeAmount reports a negative money amount or quantity on a
+// record. Records never carry negative money: a refund is a positive
+// amount on an order_refunded record.
+var ErrNegativeAmount = errors.New("negative amount")
+
+// CheckAmounts reports a negative value, item price or quantity.
+func (r *Record) CheckAmounts() error {
+	if r.Value < 0 {
+		return fmt.Errorf("%w: value %d", ErrNegativeAmount, r.Value)
+	}
+	for _, it := range r.Items {
+		if it.Price < 0 {
+			return fmt.Errorf("%w: item %q price %d", ErrNegativeAmount, it.Title, it.Price)
+		}
+		if it.Quantity < 0 {
+			return fmt.Errorf("%w: item %q quantity %d", ErrNegativeAmount, it.Title, it.Quantity)
+		}
+	}
+	return nil
+}

@@ -69,9 +69,9 @@ func prepare(r *behavior.Record) error {
 		if len(it.ProductID) > maxIDLen || strings.IndexByte(it.ProductID, 0) >= 0 {
 			return fmt.Errorf("bad product_id %q", it.ProductID)
 		}
-		if it.Quantity < 0 {
-			return fmt.Errorf("item %q has negative quantity %d", it.Title, it.Quantity)
-		}
+	}
+	if err := r.CheckAmounts(); err != nil {
+		return err
 	}
 	if r.ID == "" {
 		r.ID = behavior.ContentID(*r)

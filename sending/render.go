@@ -41,7 +41,7 @@ func (d *Dispatcher) render(ctx context.Context, s dispatch.StepSend, sendID str
 	unsub, _ := data["unsubscribe_url"].(string)
 	msg := connectors.Message{
 		SendID:  sendID,
-		To:      connectors.Address{Email: email, Name: strings.TrimSpace(s.Profile.FirstName + " " + s.Profile.LastName)},
+		To:      connectors.Address{Email: email, Name: headerSafe(s.Profile.FirstName + " " + s.Profile.LastName)},
 		From:    d.opts.From,
 		ReplyTo: d.opts.ReplyTo,
 		Headers: map[string]string{
@@ -70,6 +70,7 @@ func (d *Dispatcher) render(ctx context.Context, s dispatch.StepSend, sendID str
 	if msg.Subject, err = d.templates.subject(spec.Subject, data); err != nil {
 		return connectors.Message{}, err
 	}
+	msg.Subject = headerSafe(msg.Subject)
 	if spec.HTMLFile != "" {
 		if msg.HTML, err = d.templates.html(spec.HTMLFile, data); err != nil {
 			return connectors.Message{}, err
@@ -81,6 +82,16 @@ func (d *Dispatcher) render(ctx context.Context, s dispatch.StepSend, sendID str
 		}
 	}
 	return msg, nil
+}
+
+// headerSafe makes text from customers and templates fit for a mail
+// header: control characters (CR and LF above all, which would let a name
+// such as "Eve\r\nBcc: …" inject headers) become spaces, and runs of
+// space collapse.
+func headerSafe(s string) string {
+	return strings.Join(strings.FieldsFunc(s, func(r rune) bool {
+		return r < 0x20 || r == 0x7f || r == ' ' || r == '\u2028' || r == '\u2029'
+	}), " ")
 }
 
 // TemplateData is the data every send gets (CONTRACT §5): customer, items,

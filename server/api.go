@@ -224,7 +224,11 @@ func (s *Server) forgetProfile(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if err := s.opts.Store.Forget(c.Request.Context(), p.ID); err != nil {
+	forget := func(ctx context.Context, p storage.Profile) error { return s.opts.Store.Forget(ctx, p.ID) }
+	if s.opts.Hooks.Forget != nil {
+		forget = s.opts.Hooks.Forget
+	}
+	if err := forget(c.Request.Context(), p); err != nil {
 		s.apiError(c, err)
 		return
 	}

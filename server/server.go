@@ -46,6 +46,9 @@ type Hooks struct {
 	Import func(ctx context.Context, r io.Reader) (any, error)
 	// Recommend returns a profile's recommendations.
 	Recommend func(ctx context.Context, profileID string, n int) (any, error)
+	// Forget erases a person everywhere, including outside the store (the
+	// log provider's files); nil uses Store.Forget alone.
+	Forget func(ctx context.Context, p storage.Profile) error
 	// RetrySend and DiscardSend act on dead sends.
 	RetrySend   func(ctx context.Context, id string) error
 	DiscardSend func(ctx context.Context, id string) error

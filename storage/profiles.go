@@ -57,6 +57,8 @@ func applyFacts(p *Profile, r behavior.Record, now time.Time) {
 			p.Currency = r.Currency
 		}
 	case behavior.OrderRefunded:
+		// May go below zero for a moment when a refund arrives before its
+		// order; clamping would make the total depend on arrival order.
 		p.TotalSpent -= r.Value
 	}
 	if p.Currency == "" && r.Currency != "" {

@@ -36,6 +36,22 @@ func suppressionRank(reason string) int {
 	}
 }
 
+// replacesSuppression reports whether s should replace old: a stronger
+// reason wins; at equal strength the earlier evidence (by when it
+// happened, then by record id) stays. The order depends only on the
+// entries, never on the order webhooks arrived in, so redelivered and
+// shuffled events end in the same state.
+func replacesSuppression(s, old Suppression) bool {
+	rs, ro := suppressionRank(s.Reason), suppressionRank(old.Reason)
+	if rs != ro {
+		return rs > ro
+	}
+	if !s.At.Equal(old.At) {
+		return s.At.Before(old.At)
+	}
+	return s.RecordID < old.RecordID
+}
+
 // suppressTx puts s unless an entry at least as strong exists.
 func suppressTx(tx *bolt.Tx, s Suppression) error {
 	b := tx.Bucket(bucketSuppressions)
@@ -44,7 +60,7 @@ func suppressTx(tx *bolt.Tx, s Suppression) error {
 	if err != nil {
 		return err
 	}
-	if ok && suppressionRank(old.Reason) >= suppressionRank(s.Reason) {
+	if ok && !replacesSuppression(s, old) {
 		return nil
 	}
 	return putJSON(b, []byte(s.Email), s)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nudge-email/nudge/app"
 	"github.com/nudge-email/nudge/behavior"
 	"github.com/nudge-email/nudge/config"
 	"github.com/nudge-email/nudge/server"
@@ -30,7 +31,7 @@ func openDirect(cfg *config.Config) (*storage.DB, error) {
 // server is reachable, else on the data dir directly.
 func personCommand(ctx context.Context, e *env, name string, args []string,
 	viaAPI func(ctx context.Context, a *adminClient, email string) error,
-	direct func(ctx context.Context, st storage.Store, p storage.Profile) error) int {
+	direct func(ctx context.Context, cfg *config.Config, st storage.Store, p storage.Profile) error) int {
 	fs := newFlags(e, name, "EMAIL [-c FILE]")
 	cfgPath := fs.String("c", "", "config file (default ./nudge.yaml, then ./config.example.yaml)")
 	pos, err := parseFlags(fs, args)
@@ -72,7 +73,7 @@ func personCommand(ctx context.Context, e *env, name string, args []string,
 		return 1
 	}
 	if err == nil {
-		err = direct(ctx, db, p)
+		err = direct(ctx, cfg, db, p)
 	}
 	if err != nil {
 		fmt.Fprintf(e.stderr, "nudge %s: %v\n", name, err)
@@ -105,7 +106,7 @@ func cmdProfile(ctx context.Context, e *env, args []string) int {
 			defer resp.Body.Close()
 			return copyJSON(e.stdout, resp.Body)
 		},
-		func(ctx context.Context, st storage.Store, p storage.Profile) error {
+		func(ctx context.Context, cfg *config.Config, st storage.Store, p storage.Profile) error {
 			v, err := server.BuildProfileView(ctx, st, p, 500)
 			if err != nil {
 				return err
@@ -124,7 +125,7 @@ func cmdExport(ctx context.Context, e *env, args []string) int {
 			defer resp.Body.Close()
 			return copyJSON(e.stdout, resp.Body)
 		},
-		func(ctx context.Context, st storage.Store, p storage.Profile) error {
+		func(ctx context.Context, cfg *config.Config, st storage.Store, p storage.Profile) error {
 			x, err := server.BuildExport(ctx, st, p, time.Now().UTC())
 			if err != nil {
 				return err
@@ -144,8 +145,8 @@ func cmdForget(ctx context.Context, e *env, args []string) int {
 			fmt.Fprintf(e.stdout, "forgot %s\n", email)
 			return nil
 		},
-		func(ctx context.Context, st storage.Store, p storage.Profile) error {
-			if err := st.Forget(ctx, p.ID); err != nil {
+		func(ctx context.Context, cfg *config.Config, st storage.Store, p storage.Profile) error {
+			if err := app.Forget(ctx, st, cfg.DataDir, p); err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "forgot %s\n", p.Email)

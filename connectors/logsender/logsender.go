@@ -9,6 +9,7 @@
 package logsender
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -104,4 +105,74 @@ func Mask(email string) string {
 	}
 	_, n := utf8.DecodeRuneInString(local)
 	return local[:n] + "***@" + domain
+}
+
+// Forget erases a person from what the log provider wrote: outbox.log
+// lines addressed to any of emails or belonging to any of sendIDs, and
+// those sends' HTML files. outbox.log is rewritten to a temporary file and
+// renamed over, so a crash leaves either the old or the new file.
+func (s *Sender) Forget(ctx context.Context, emails, sendIDs []string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	drop := map[string]bool{}
+	for _, e := range emails {
+		drop["e:"+strings.ToLower(strings.TrimSpace(e))] = true
+	}
+	for _, id := range sendIDs {
+		drop["s:"+id] = true
+		if strings.ContainsAny(id, `/\`) || id == "" || id == "." || id == ".." {
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.dir, id+".html")); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("logsender: forget: %w", err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	path := filepath.Join(s.dir, OutboxFile)
+	old, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("logsender: forget: %w", err)
+	}
+	var keep bytes.Buffer
+	removed := 0
+	for _, line := range bytes.Split(old, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var m connectors.Message
+		if json.Unmarshal(line, &m) == nil && (drop["e:"+strings.ToLower(strings.TrimSpace(m.To.Email))] || drop["s:"+m.SendID]) {
+			removed++
+			continue
+		}
+		keep.Write(line)
+		keep.WriteByte('\n')
+	}
+	if removed == 0 {
+		return nil
+	}
+	tmp, err := os.CreateTemp(s.dir, ".outbox-*")
+	if err != nil {
+		return fmt.Errorf("logsender: forget: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(keep.Bytes()); err != nil {
+		tmp.Close()
+		return fmt.Errorf("logsender: forget: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("logsender: forget: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("logsender: forget: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("logsender: forget: %w", err)
+	}
+	return nil
 }

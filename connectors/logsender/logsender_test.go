@@ -134,3 +134,35 @@ func TestMask(t *testing.T) {
 		}
 	}
 }
+
+func TestForgetRemovesLinesAndFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := New(dir, nil)
+	ctx := context.Background()
+	for _, m := range []connectors.Message{
+		{SendID: "s1", To: connectors.Address{Email: "ann@example.com"}, Subject: "a", HTML: "<p>Ann</p>"},
+		{SendID: "s2", To: connectors.Address{Email: "bo@example.com"}, Subject: "b", HTML: "<p>Bo</p>"},
+		{SendID: "s3", To: connectors.Address{Email: "ANN@example.com"}, Subject: "c"},
+	} {
+		if _, err := s.Send(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Forget(ctx, []string{"ann@example.com"}, []string{"s1"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, OutboxFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(strings.ToLower(string(b)), "ann@example.com") || !strings.Contains(string(b), "bo@example.com") {
+		t.Fatalf("outbox after forget:\n%s", b)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "s1.html")); !os.IsNotExist(err) {
+		t.Fatalf("s1.html still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "s2.html")); err != nil {
+		t.Fatalf("s2.html gone: %v", err)
+	}
+}
