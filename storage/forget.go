@@ -48,10 +48,19 @@ func (db *DB) forget(ctx context.Context, profileID string, scrubChunk int) erro
 	if err != nil {
 		return fmt.Errorf("storage: forget %q: %w", profileID, err)
 	}
-	err = db.update(ctx, func(tx *bolt.Tx) error { return db.forgetTx(tx, profileID, orphans) })
+	var forgotten string
+	err = db.update(ctx, func(tx *bolt.Tx) error {
+		p, err := getProfileTx(tx, profileID)
+		if err != nil {
+			return err
+		}
+		forgotten = p.ID
+		return db.forgetTx(tx, profileID, orphans)
+	})
 	if err != nil {
 		return fmt.Errorf("storage: forget %q: %w", profileID, err)
 	}
+	db.profiles.drop(forgotten)
 	if err := db.scrubFreePages(scrubChunk); err != nil {
 		// The person is gone from every index and bucket; only freed pages
 		// may still hold old bytes until reused.
@@ -68,8 +77,8 @@ func (db *DB) deliveriesMentioning(ctx context.Context, emails []string) ([]stri
 	}
 	var ids []string
 	err := pageScan(ctx, db, bucketDeliveries, nil, nil,
-		func(_ *bolt.Tx, k, v []byte) (string, bool, error) {
-			_, body, err := deliveryHeader(v)
+		func(tx *bolt.Tx, k, v []byte) (string, bool, error) {
+			_, body, err := deliveryHeader(tx, v)
 			if err != nil {
 				return "", false, fmt.Errorf("delivery %s: %w", k, err)
 			}
@@ -94,7 +103,6 @@ func (db *DB) forgetTx(tx *bolt.Tx, profileID string, orphanDeliveries []string)
 	}
 	pid := p.ID
 	prefix := profilePrefix(pid)
-	deliveries := tx.Bucket(bucketDeliveries)
 
 	// Records, their indexes and raw deliveries; note the products they
 	// name so the product_views entries go too.
@@ -121,7 +129,7 @@ func (db *DB) forgetTx(tx *bolt.Tx, profileID string, orphanDeliveries []string)
 		}
 	}
 	for _, id := range orphanDeliveries {
-		if err := deliveries.Delete([]byte(id)); err != nil {
+		if err := deleteDeliveryTx(tx, []byte(id)); err != nil {
 			return err
 		}
 	}
@@ -207,7 +215,7 @@ func deleteRecordTx(tx *bolt.Tx, sr storedRecord) error {
 		return err
 	}
 	if sr.D != "" {
-		if err := tx.Bucket(bucketDeliveries).Delete([]byte(sr.D)); err != nil {
+		if err := deleteDeliveryTx(tx, []byte(sr.D)); err != nil {
 			return err
 		}
 	}

@@ -96,12 +96,15 @@ func (st *appendState) applyToProfile(r behavior.Record, ids []behavior.Identity
 			}
 			st.merged[loser] = found[0]
 		}
-		ok, err := getJSON(tx.Bucket(bucketProfiles), []byte(found[0]), &p)
-		if err != nil {
-			return "", err
-		}
-		if !ok {
+		raw := tx.Bucket(bucketProfiles).Get([]byte(found[0]))
+		if raw == nil {
 			return "", fmt.Errorf("profile %s vanished", found[0])
+		}
+		var ok bool
+		if p, ok = st.db.profiles.get(found[0], raw); !ok {
+			if err := json.Unmarshal(raw, &p); err != nil {
+				return "", fmt.Errorf("decode %s: %w", found[0], err)
+			}
 		}
 	}
 	for _, id := range ids {
@@ -119,9 +122,16 @@ func (st *appendState) applyToProfile(r behavior.Record, ids []behavior.Identity
 	if err := applyRecordSuppression(tx, r, &p); err != nil {
 		return "", err
 	}
-	if err := putJSON(tx.Bucket(bucketProfiles), []byte(p.ID), p); err != nil {
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return "", fmt.Errorf("encode profile %s: %w", p.ID, err)
+	}
+	if err := tx.Bucket(bucketProfiles).Put([]byte(p.ID), raw); err != nil {
 		return "", fmt.Errorf("put profile: %w", err)
 	}
+	// raw stays untouched (bbolt holds it until commit), and p is not
+	// used again: the cache may keep both.
+	st.db.profiles.put(p.ID, raw, p)
 	return p.ID, nil
 }
 

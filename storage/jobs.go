@@ -32,8 +32,8 @@ func (db *DB) EnqueueJobs(ctx context.Context, specs ...JobSpec) (int, error) {
 // enqueueJobsTx is EnqueueJobs inside a caller's transaction, so records,
 // journeys and sends commit together with the jobs they cause.
 func (db *DB) enqueueJobsTx(tx *bolt.Tx, specs []JobSpec) (int, error) {
-	jobs := tx.Bucket(bucketJobs)
-	due := tx.Bucket(bucketJobsDue)
+	jobs := appendBucket(tx, bucketJobs)
+	due := appendBucket(tx, bucketJobsDue)
 	uniq := tx.Bucket(bucketJobUnique)
 	now := db.now()
 	added := 0

@@ -109,24 +109,29 @@ func (db *DB) pruneRecords(ctx context.Context, cutoff time.Time) (int, error) {
 // pruneDeliveries removes raw deliveries received before cutoff, also
 // those whose records are gone or that came with none.
 func (db *DB) pruneDeliveries(ctx context.Context, cutoff time.Time) error {
-	return db.pruneKeys(ctx, bucketDeliveries, func(_ *bolt.Tx, _, v []byte) bool {
-		d, _, err := deliveryHeader(v)
+	return db.pruneKeysWith(ctx, bucketDeliveries, func(tx *bolt.Tx, _, v []byte) bool {
+		d, _, err := deliveryHeader(tx, v)
 		return err == nil && d.ReceivedAt.Before(cutoff)
-	})
+	}, deleteDeliveryTx)
 }
 
 // pruneKeys deletes the entries of bucket for which drop says so, deciding
 // in short read transactions and deleting in chunked write transactions.
 func (db *DB) pruneKeys(ctx context.Context, bucket []byte, drop func(tx *bolt.Tx, k, v []byte) bool) error {
+	return db.pruneKeysWith(ctx, bucket, drop, func(tx *bolt.Tx, k []byte) error { return tx.Bucket(bucket).Delete(k) })
+}
+
+// pruneKeysWith is pruneKeys with the deletion of one key given, for
+// entries that own values elsewhere.
+func (db *DB) pruneKeysWith(ctx context.Context, bucket []byte, drop func(tx *bolt.Tx, k, v []byte) bool, del func(tx *bolt.Tx, k []byte) error) error {
 	var batch [][]byte
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
 		err := db.update(ctx, func(tx *bolt.Tx) error {
-			b := tx.Bucket(bucket)
 			for _, k := range batch {
-				if err := b.Delete(k); err != nil {
+				if err := del(tx, k); err != nil {
 					return err
 				}
 			}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -110,16 +111,16 @@ func validateRecord(r *behavior.Record) error {
 			return fmt.Errorf("bad product id %q", it.ProductID)
 		}
 	}
-	return nil
+	return r.CheckAmounts()
 }
 
 // preparedIngest is an Ingest after validation and filling, computed once
 // outside the group commit so the serialized part stays short.
 type preparedIngest struct {
-	records     []behavior.Record
-	encoded     [][]byte // records[i] as JSON, so a value JSON cannot hold is refused up front
-	delivery    *Delivery
-	rawDelivery []byte // the delivery, encoded
+	records  []behavior.Record
+	encoded  [][]byte // records[i] as JSON, so a value JSON cannot hold is refused up front
+	delivery *Delivery
+	header   []byte // the delivery without its body, encoded (see putDeliveryTx)
 }
 
 // prepareIngest validates and fills copies of the caller's records; the
@@ -162,11 +163,11 @@ func (db *DB) prepareIngest(in Ingest) (preparedIngest, error) {
 			d.ReceivedAt = now
 		}
 		d.ReceivedAt = d.ReceivedAt.UTC()
-		raw, err := encodeDelivery(d)
+		h, err := encodeDeliveryHeader(d)
 		if err != nil {
 			return preparedIngest{}, fmt.Errorf("encode delivery: %w", err)
 		}
-		p.delivery, p.rawDelivery = &d, raw
+		p.delivery, p.header = &d, h
 	}
 	return p, nil
 }
@@ -230,9 +231,8 @@ func (db *DB) appendTx(tx *bolt.Tx, p preparedIngest) (AppendResult, error) {
 	// through records. An ingest without records (an ignored topic) is
 	// still kept, as "200 means persisted".
 	if p.delivery != nil && (len(st.res.New) > 0 || len(p.records) == 0) {
-		b := tx.Bucket(bucketDeliveries)
-		if b.Get([]byte(p.delivery.ID)) == nil {
-			if err := b.Put([]byte(p.delivery.ID), p.rawDelivery); err != nil {
+		if tx.Bucket(bucketDeliveries).Get([]byte(p.delivery.ID)) == nil {
+			if err := putDeliveryTx(tx, p.delivery.ID, p.header, p.delivery.Body); err != nil {
 				return AppendResult{}, fmt.Errorf("put delivery: %w", err)
 			}
 		}
@@ -427,8 +427,10 @@ func (db *DB) Delivery(ctx context.Context, id string) (Delivery, error) {
 		if v == nil {
 			return ErrNotFound
 		}
+		var body []byte
 		var err error
-		d, err = decodeDelivery(v)
+		d, body, err = deliveryHeader(tx, v)
+		d.Body = bytes.Clone(body)
 		return err
 	})
 	if err != nil {
@@ -437,50 +439,107 @@ func (db *DB) Delivery(ctx context.Context, id string) (Delivery, error) {
 	return d, nil
 }
 
-// encodeDelivery lays a delivery out as its JSON without the body, a
-// newline, then the body's raw bytes. Plain JSON would base64 the body: a
-// third more bytes to write and fsync on the webhook path, for bodies of
-// tens of kilobytes. encoding/json never emits a raw newline, so the first
-// one ends the header.
-func encodeDelivery(d Delivery) ([]byte, error) {
-	body := d.Body
+// A stored delivery is two values: its JSON without the body, with
+// "body_seq" added, in deliveries under its id; and the raw body in
+// delivery_bodies under that sequence number. Plain JSON would base64 the
+// body, a third more bytes to write and fsync on the webhook path; and a
+// body kept under the (random) delivery id would make every insert rewrite
+// the bodies sharing its leaf (see bucketDeliveryBodies).
+//
+// Files written before delivery_bodies existed hold, under the id, the
+// JSON without the body, "\n", then the raw body (encoding/json never emits
+// a raw newline, so the first one ends the header); older ones plain
+// Delivery JSON. Both are still read and deleted.
+
+// storedDelivery is the JSON under a delivery's id.
+type storedDelivery struct {
+	Delivery
+	BodySeq uint64 `json:"body_seq,omitempty"`
+}
+
+// encodeDeliveryHeader encodes d without its body and without body_seq,
+// outside the group commit; putDeliveryTx adds the sequence.
+func encodeDeliveryHeader(d Delivery) ([]byte, error) {
 	d.Body = nil
-	h, err := json.Marshal(d)
+	return json.Marshal(d)
+}
+
+// putDeliveryTx stores a delivery: the body under the next sequence of
+// delivery_bodies, header (from encodeDeliveryHeader) with body_seq under id.
+func putDeliveryTx(tx *bolt.Tx, id string, header, body []byte) error {
+	bodies := appendBucket(tx, bucketDeliveryBodies)
+	seq, err := bodies.NextSequence()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	out := make([]byte, 0, len(h)+1+len(body))
-	out = append(out, h...)
-	out = append(out, '\n')
-	return append(out, body...), nil
+	if body == nil {
+		body = []byte{}
+	}
+	if err := bodies.Put(u64(seq), body); err != nil {
+		return err
+	}
+	if len(header) < 2 || header[len(header)-1] != '}' {
+		return fmt.Errorf("delivery header %q is not a JSON object", header)
+	}
+	v := make([]byte, 0, len(header)+32)
+	v = append(v, header[:len(header)-1]...)
+	v = append(v, `,"body_seq":`...)
+	v = strconv.AppendUint(v, seq, 10)
+	v = append(v, '}')
+	return tx.Bucket(bucketDeliveries).Put([]byte(id), v)
 }
 
-// decodeDelivery reverses encodeDelivery, copying the body out of the
-// transaction's memory. A value without a newline is plain Delivery JSON.
-func decodeDelivery(v []byte) (Delivery, error) {
-	var d Delivery
-	i := bytes.IndexByte(v, '\n')
-	if i < 0 {
-		err := json.Unmarshal(v, &d)
-		return d, err
+// deliveryHeader decodes a stored delivery value (any layout) and returns
+// its body separately, as a view into the transaction's memory: valid only
+// until it ends. d.Body is nil.
+func deliveryHeader(tx *bolt.Tx, v []byte) (Delivery, []byte, error) {
+	if i := bytes.IndexByte(v, '\n'); i >= 0 {
+		var d Delivery
+		if err := json.Unmarshal(v[:i], &d); err != nil {
+			return Delivery{}, nil, fmt.Errorf("decode delivery: %w", err)
+		}
+		d.Body = nil
+		return d, v[i+1:], nil
 	}
-	if err := json.Unmarshal(v[:i], &d); err != nil {
-		return Delivery{}, fmt.Errorf("decode delivery: %w", err)
+	var sd storedDelivery
+	if err := json.Unmarshal(v, &sd); err != nil {
+		return Delivery{}, nil, fmt.Errorf("decode delivery: %w", err)
 	}
-	d.Body = bytes.Clone(v[i+1:])
-	return d, nil
+	d := sd.Delivery
+	if sd.BodySeq == 0 {
+		// Plain Delivery JSON: the body is inside, already a copy.
+		body := d.Body
+		d.Body = nil
+		return d, body, nil
+	}
+	body := tx.Bucket(bucketDeliveryBodies).Get(u64(sd.BodySeq))
+	if body == nil {
+		return Delivery{}, nil, fmt.Errorf("decode delivery %s: body %d missing", d.ID, sd.BodySeq)
+	}
+	return d, body, nil
 }
 
-// deliveryHeader decodes a stored delivery without its body.
-func deliveryHeader(v []byte) (Delivery, []byte, error) {
-	i := bytes.IndexByte(v, '\n')
-	if i < 0 {
-		d, err := decodeDelivery(v)
-		return d, d.Body, err
+// deleteDeliveryTx removes a stored delivery and its body, if present.
+func deleteDeliveryTx(tx *bolt.Tx, id []byte) error {
+	b := tx.Bucket(bucketDeliveries)
+	v := b.Get(id)
+	if v == nil {
+		return nil
 	}
-	var d Delivery
-	err := json.Unmarshal(v[:i], &d)
-	return d, v[i+1:], err
+	if bytes.IndexByte(v, '\n') < 0 {
+		var sd struct {
+			BodySeq uint64 `json:"body_seq"`
+		}
+		if err := json.Unmarshal(v, &sd); err != nil {
+			return fmt.Errorf("decode delivery %s: %w", id, err)
+		}
+		if sd.BodySeq != 0 {
+			if err := tx.Bucket(bucketDeliveryBodies).Delete(u64(sd.BodySeq)); err != nil {
+				return err
+			}
+		}
+	}
+	return b.Delete(id)
 }
 
 // boundKey encodes a query bound; the zero time means the start of time.
