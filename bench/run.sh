@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Ingest benchmark: the same loads, in the same run, against nudge (every
+# 200 committed with fsync) and against bench/baseline (same HTTP stack,
+# same receivers verifying and normalizing, nothing stored); prints a
+# markdown table and the nudge/baseline throughput ratio.
+#
+#   bench/run.sh              # 20 s per load
+#   DUR=60s bench/run.sh      # longer
+#   KINDS="shopify-order" RATES="1000 500" bench/run.sh
+#
+# Everything listens on 127.0.0.1 only; every load is bounded by DUR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${DUR:-20s}
+CONC=${CONC:-64}
+RATES=${RATES:-"1000 250"}  # open-loop rates for shopify-order
+KINDS=${KINDS:-"shopify-order shopify-checkout sendgrid-batch segment-batch"}
+PORT=${PORT:-18480}
+BPORT=${BPORT:-18490}
+WORK=$(mktemp -d /tmp/nudge-bench.XXXXXX)
+OUT=${OUT:-$WORK/results.md}
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+
+echo "building into $WORK" >&2
+go build -o "$WORK/nudge" ./cmd/nudge
+go build -o "$WORK/loadgen" ./bench/loadgen
+go build -o "$WORK/baseline" ./bench/baseline
+cp -r rules.d "$WORK/rules.d"
+
+cat >"$WORK/nudge.yaml" <<YAML
+listen: 127.0.0.1:$PORT
+data_dir: $WORK/data
+public_url: http://127.0.0.1:$PORT
+admin: { token: bench-admin-token-0123456789 }
+stores:
+  - { id: main, platform: shopify, name: Bench, url: "https://example.com", currency: USD, webhook_secret: bench-secret }
+tracking:
+  write_key: bench-write-key
+  allowed_origins: ["https://example.com"]
+  rate_per_ip: 1000000
+  rate_per_key: 1000000
+email:
+  provider: log
+  from: { email: shop@example.com, name: Bench }
+rules: ["rules.d/*.yaml"]
+${EXTRA_CONFIG:-}
+YAML
+
+wait_http() { # url
+  for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "server at $1 did not come up" >&2
+  return 1
+}
+
+start_nudge() {
+  rm -rf "$WORK/data"
+  "$WORK/nudge" serve -c "$WORK/nudge.yaml" --log-level warn >>"$WORK/nudge.log" 2>&1 &
+  NPID=$!
+  wait_http "http://127.0.0.1:$PORT/readyz"
+}
+stop_nudge() {
+  RSS=$(awk '/VmHWM/ {print $2}' /proc/$NPID/status 2>/dev/null || echo 0)
+  kill -TERM "$NPID"; wait "$NPID" || true
+  DBSIZE=$(stat -c %s "$WORK/data/nudge.db" 2>/dev/null || echo 0)
+}
+start_baseline() {
+  rm -rf "$WORK/bkeys"; mkdir -p "$WORK/bkeys"
+  "$WORK/baseline" -listen 127.0.0.1:$BPORT -secret bench-secret -sendgrid-key-dir "$WORK/bkeys" -write-key bench-write-key >>"$WORK/baseline.log" 2>&1 &
+  BPID=$!
+  wait_http "http://127.0.0.1:$BPORT/healthz"
+}
+stop_baseline() { kill -TERM "$BPID"; wait "$BPID" || true; }
+
+# load TARGET URL KEYDIR KIND MODEARGS...
+load() {
+  local target=$1 url=$2 keydir=$3 kind=$4; shift 4
+  "$WORK/loadgen" -label "$target" -url "$url" -secret bench-secret -write-key bench-write-key \
+    -sendgrid-key-dir "$keydir" -kind "$kind" -duration "$DUR" -json "$WORK/$target-$kind-$*.json" "$@" | tee -a "$WORK/raw.txt" >&2
+}
+
+row() { # json file → markdown row
+  python3 - "$1" "$2" "$3" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+mode = f"c={r['concurrency']}" if r['mode'] == 'closed' else f"{r['offered_rps']:.0f}/s offered"
+errs = ", ".join(f"{k}×{v}" for k, v in sorted((r.get('errors') or {}).items())) or "0"
+extra = sys.argv[2]
+print(f"| {r['target']} | {r['kind']} | {mode} | {r['body_bytes']:,} | {r['throughput_rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} | {errs} (dropped {r.get('dropped', 0)}) | {extra} |")
+PY
+}
+
+{
+echo "Run $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $DUR per load."
+echo
+echo "| target | kind | load | body B | 200/s | p50 ms | p99 ms | max ms | errors | nudge RSS / file |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+} >"$OUT"
+
+declare -A TPUT
+for kind in $KINDS; do
+  for target in baseline nudge; do
+    modes=("-c $CONC")
+    if [ "$kind" = shopify-order ]; then
+      for r in $RATES; do modes+=("-rate $r -c 1000"); done
+    fi
+    for mode in "${modes[@]}"; do
+      if [ $target = nudge ]; then
+        start_nudge
+        # shellcheck disable=SC2086
+        load nudge "http://127.0.0.1:$PORT" "$WORK/data" "$kind" $mode
+        stop_nudge
+        extra="$((RSS / 1024)) MB / $((DBSIZE / 1048576)) MB"
+      else
+        start_baseline
+        # shellcheck disable=SC2086
+        load baseline "http://127.0.0.1:$BPORT" "$WORK/bkeys" "$kind" $mode
+        stop_baseline
+        extra=""
+      fi
+      f="$WORK/$target-$kind-$mode.json"
+      row "$f" "$extra" "" >>"$OUT"
+      if [ "$mode" = "-c $CONC" ]; then
+        TPUT[$target-$kind]=$(python3 -c "import json;print(json.load(open('$f'))['throughput_rps'])")
+      fi
+    done
+  done
+done
+
+{
+echo
+for kind in $KINDS; do
+  b=${TPUT[baseline-$kind]:-0}; n=${TPUT[nudge-$kind]:-0}
+  python3 -c "b,n=$b,$n; print(f'- {\"$kind\"} at c=$CONC: nudge {n:.0f}/s vs baseline {b:.0f}/s, ratio **{(n/b if b else 0):.2f}** (target ≥ 0.70 for shopify-order)')"
+done
+} >>"$OUT"
+cat "$OUT"
+echo "results: $OUT (raw JSON in $WORK)" >&2

@@ -1,0 +1,193 @@
+// Command sched measures scheduler dispatch: how many due journey steps
+// per second nudge turns into sends through the log sender.
+//
+// Phase 1 (not measured) runs nudge on a fake clock stopped an hour in the
+// past, imports N checkout_started records for N customers and lets the
+// scheduler evaluate them, so N journeys each wait on one step. Phase 2
+// reopens the same data dir on the real clock, where every step is long
+// due, and times the scheduler until all N messages are in the log sender's outbox.
+//
+//	go run ./bench/sched -n 20000
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	_ "net/http/pprof" // -pprof profiles the dispatch phase
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nudge-email/nudge/app"
+	"github.com/nudge-email/nudge/clock"
+	"github.com/nudge-email/nudge/config"
+	"github.com/nudge-email/nudge/connectors/logsender"
+	"github.com/nudge-email/nudge/storage"
+)
+
+const rule = `id: sched-bench
+description: One step per checkout, for the dispatch benchmark.
+trigger:
+  event: checkout_started
+steps:
+  - wait: 10m
+    send:
+      template: d-sched-bench
+`
+
+func main() {
+	n := flag.Int("n", 20000, "journeys (due steps)")
+	dir := flag.String("dir", "", "work dir (default: a new temp dir, removed afterwards)")
+	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long per phase")
+	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this loopback address")
+	flag.Parse()
+	if *pprofAddr != "" {
+		go func() { _ = http.ListenAndServe(*pprofAddr, nil) }()
+	}
+	if err := run(*n, *dir, *timeout); err != nil {
+		fmt.Fprintln(os.Stderr, "sched:", err)
+		os.Exit(1)
+	}
+}
+
+func run(n int, dir string, timeout time.Duration) error {
+	if dir == "" {
+		d, err := os.MkdirTemp("", "nudge-sched-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "rules"), 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rules", "sched.yaml"), []byte(rule), 0o600); err != nil {
+		return err
+	}
+	conf := fmt.Sprintf(`data_dir: %q
+admin: { token: sched-bench-token-0123456789 }
+stores:
+  - { id: main, platform: shopify, name: Bench, url: "https://example.com", currency: USD, webhook_secret: x }
+tracking: { write_key: k }
+email:
+  provider: log
+  from: { email: shop@example.com, name: Bench }
+policies:
+  require_consent: false
+  frequency_cap: { max: 0 }
+rules: ["rules/*.yaml"]
+`, filepath.Join(dir, "data"))
+	confPath := filepath.Join(dir, "nudge.yaml")
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+		return err
+	}
+	cfg, err := config.Load(confPath)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	past := time.Now().Add(-time.Hour)
+
+	// Phase 1: N journeys waiting on their step, on a stopped clock.
+	start := time.Now()
+	fake := clock.NewFake(past)
+	a, err := app.Open(context.Background(), cfg, app.Options{Logger: logger, Clock: fake})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx, "127.0.0.1:0") }()
+	var body bytes.Buffer
+	for i := range n {
+		fmt.Fprintf(&body, `{"id":"sb-%d","kind":"checkout_started","source":"bench","store":"main","at":%q,"email":"sb%d@example.com","value":5000,"currency":"USD"}`+"\n",
+			i, past.Add(-time.Minute).Format(time.RFC3339Nano), i)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/import", &body)
+	req.Header.Set("Authorization", "Bearer "+cfg.Admin.Token)
+	rec := httptest.NewRecorder()
+	a.Server.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		cancel()
+		<-done
+		a.Close()
+		return fmt.Errorf("import: %d %s", rec.Code, rec.Body.String())
+	}
+	waitFor := func(what string, cond func(map[storage.JobState]int) bool) error {
+		end := time.Now().Add(timeout)
+		for {
+			c, err := a.Store.CountJobs(context.Background())
+			if err != nil {
+				return err
+			}
+			if cond(c) {
+				return nil
+			}
+			if time.Now().After(end) {
+				return fmt.Errorf("%s: timed out with jobs %v", what, c)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	err = waitFor("evaluate", func(c map[storage.JobState]int) bool {
+		// Every evaluate job done (completed counts them), one step job
+		// per journey left waiting.
+		return c[storage.JobCompleted] >= n && c[storage.JobScheduled] >= n && c[storage.JobRunning] == 0 && c[storage.JobRetryable] == 0
+	})
+	cancel()
+	<-done
+	a.Close()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "phase 1: %d journeys waiting (%.1f s)\n", n, time.Since(start).Seconds())
+
+	// Phase 2: real clock; every step is due.
+	a, err = app.Open(context.Background(), cfg, app.Options{Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	t0 := time.Now()
+	go func() { done <- a.Serve(ctx, "127.0.0.1:0") }()
+	// Count sends by the log sender's outbox lines, reading only what
+	// was appended since the last look: polling the store's outbox would
+	// decode every send each time and slow the thing measured.
+	outbox := filepath.Join(cfg.DataDir, logsender.OutboxFile)
+	var sent int
+	var off int64
+	end := time.Now().Add(timeout)
+	for sent < n && time.Now().Before(end) {
+		time.Sleep(100 * time.Millisecond)
+		f, err := os.Open(outbox)
+		if err != nil {
+			continue // nothing sent yet
+		}
+		buf, err := io.ReadAll(io.NewSectionReader(f, off, 1<<40))
+		f.Close()
+		if err != nil {
+			return err
+		}
+		if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
+			sent += bytes.Count(buf[:i+1], []byte{'\n'})
+			off += int64(i + 1)
+		}
+	}
+	elapsed := time.Since(t0)
+	cancel()
+	<-done
+	c, _ := a.Store.CountJobs(context.Background())
+	fmt.Fprintf(os.Stderr, "phase 2: jobs %v\n", c)
+	fmt.Printf("scheduler dispatch: %d of %d due steps sent through the log sender in %.2f s = %.0f steps/s\n",
+		sent, n, elapsed.Seconds(), float64(sent)/elapsed.Seconds())
+	return nil
+}
