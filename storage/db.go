@@ -167,7 +167,10 @@ func Open(path string, opts Options) (*DB, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = 5 * time.Second
 	}
-	bo := &bolt.Options{Timeout: opts.LockTimeout, FreelistType: bolt.FreelistMapType, NoFreelistSync: true}
+	// The freelist is persisted (bbolt's default): with NoFreelistSync every
+	// open walks every page of the file to rebuild it, which made a 2 GB
+	// store resident at start (2.4 GB RSS against 3 MB; bench/README.md).
+	bo := &bolt.Options{Timeout: opts.LockTimeout, FreelistType: bolt.FreelistMapType}
 	if runtime.GOOS != "windows" && strconv.IntSize == 64 {
 		// Map 1 GiB up front: growing the map mid-transaction makes bbolt
 		// copy every node the transaction has touched out of the old map
