@@ -72,14 +72,22 @@ func (st *appendState) applyToProfile(r behavior.Record, ids []behavior.Identity
 	tx := st.tx
 	idb := tx.Bucket(bucketIdentities)
 	var found []string
+	owner := map[string]string{} // identity key → its profile, for identities already known
 	for _, id := range ids {
 		v := idb.Get([]byte(id.Key()))
 		if v == nil {
 			continue
 		}
-		if pid, ok := resolveProfileTx(tx, string(v)); ok && !slices.Contains(found, pid) {
-			found = append(found, pid)
+		if pid, ok := resolveProfileTx(tx, string(v)); ok {
+			owner[id.Key()] = pid
+			if !slices.Contains(found, pid) {
+				found = append(found, pid)
+			}
 		}
+	}
+	found, kept, err := st.mergeable(r, ids, found, owner)
+	if err != nil {
+		return "", err
 	}
 	var p Profile
 	if len(found) == 0 {
@@ -109,6 +117,9 @@ func (st *appendState) applyToProfile(r behavior.Record, ids []behavior.Identity
 	}
 	for _, id := range ids {
 		key := []byte(id.Key())
+		if kept[id.Key()] {
+			continue // it belongs to another person's profile; see mergeable
+		}
 		if !bytes.Equal(idb.Get(key), []byte(p.ID)) {
 			if err := idb.Put(key, []byte(p.ID)); err != nil {
 				return "", fmt.Errorf("put identity: %w", err)
@@ -133,6 +144,85 @@ func (st *appendState) applyToProfile(r behavior.Record, ids []behavior.Identity
 	// used again: the cache may keep both.
 	st.db.profiles.put(p.ID, raw, p)
 	return p.ID, nil
+}
+
+// mergeable narrows the profiles a record's identities name to those that
+// may become one, so two different email addresses never end up in one
+// profile: a shared device id, a reused cart token or a household's Stripe
+// customer must not make one person's cart reminder go to another. With
+// an email on the record, the profiles that may merge are the one holding
+// that email and those holding no email at all; without one, the profile
+// of the record's strongest identity (ids come strongest first) and those
+// whose emails it already has, or that have none. Identities owned by a
+// profile left out stay where they are (kept).
+func (st *appendState) mergeable(r behavior.Record, ids []behavior.Identity, found []string, owner map[string]string) ([]string, map[string]bool, error) {
+	if len(found) == 0 {
+		return found, nil, nil
+	}
+	emails := map[string][]string{}
+	for _, pid := range found {
+		es, err := st.profileEmails(pid)
+		if err != nil {
+			return nil, nil, err
+		}
+		emails[pid] = es
+	}
+	var want []string // the email set profiles must agree with
+	if e := behavior.NormalizeEmail(r.Email); e != "" {
+		want = []string{e}
+	} else {
+		for _, id := range ids {
+			if pid := owner[id.Key()]; pid != "" {
+				want = emails[pid]
+				break
+			}
+		}
+	}
+	ok := func(pid string) bool {
+		for _, e := range emails[pid] {
+			if !slices.Contains(want, e) {
+				return false
+			}
+		}
+		return true
+	}
+	var keep []string
+	for _, pid := range found {
+		if ok(pid) {
+			keep = append(keep, pid)
+		}
+	}
+	if len(keep) == len(found) {
+		return found, nil, nil
+	}
+	kept := map[string]bool{}
+	for key, pid := range owner {
+		if !slices.Contains(keep, pid) {
+			kept[key] = true
+		}
+	}
+	return keep, kept, nil
+}
+
+// profileEmails lists the email addresses of a stored profile.
+func (st *appendState) profileEmails(pid string) ([]string, error) {
+	raw := st.tx.Bucket(bucketProfiles).Get([]byte(pid))
+	if raw == nil {
+		return nil, fmt.Errorf("profile %s vanished", pid)
+	}
+	p, ok := st.db.profiles.get(pid, raw)
+	if !ok {
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", pid, err)
+		}
+	}
+	var out []string
+	for _, id := range p.Identities {
+		if id.Type == behavior.IdentEmail {
+			out = append(out, id.Value)
+		}
+	}
+	return out, nil
 }
 
 // mergeProfilesTx folds profile lid into sid: identities, records,

@@ -141,7 +141,11 @@ func TestMergeMovesJourneysAndSends(t *testing.T) {
 	db, _ := openTestDB(t, Options{})
 	ctx := context.Background()
 	a := mustAppend(t, db, rec("a", behavior.PageViewed, t0, "a@example.com")).Profiles["a"]
-	b := mustAppend(t, db, rec("b", behavior.OrderPlaced, t0.Add(time.Hour), "b@example.com")).Profiles["b"]
+	// b is known only by a store customer id (no email yet), so linking it
+	// to a's email merges the two.
+	bRec := rec("b", behavior.OrderPlaced, t0.Add(time.Hour), "")
+	bRec.CustomerID = "cust-b"
+	b := mustAppend(t, db, bRec).Profiles["b"]
 	// Journey, send and decision entries for b, written the way the rules
 	// and sending code lay them out (db.go), with join() for sends too.
 	err := db.update(ctx, func(tx *bolt.Tx) error {
@@ -162,8 +166,8 @@ func TestMergeMovesJourneysAndSends(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	link := rec("link", behavior.CustomerUpdated, t0.Add(2*time.Hour), "b@example.com")
-	link.AnonymousID = "anon"
+	link := rec("link", behavior.CustomerUpdated, t0.Add(2*time.Hour), "")
+	link.CustomerID, link.AnonymousID = "cust-b", "anon"
 	mustAppend(t, db, link)
 	link2 := rec("link2", behavior.CustomerUpdated, t0.Add(3*time.Hour), "a@example.com")
 	link2.AnonymousID = "anon"
@@ -287,5 +291,51 @@ func TestSetScores(t *testing.T) {
 	p, err := db.Profile(ctx, pid)
 	if err != nil || p.Scores["p_alive"] != 0.8 || p.Segment != "loyal" || !p.ScoredAt.Equal(t0.Add(time.Hour)) || !p.UpdatedAt.Equal(before.UpdatedAt) {
 		t.Errorf("profile %+v, %v", p, err)
+	}
+}
+
+// Two people who share a device (one anonymous id) or a reused token keep
+// separate profiles: a shared identity never merges two different email
+// addresses, so one person's cart reminder never goes to the other.
+func TestSharedIdentityNeverMergesTwoEmails(t *testing.T) {
+	t.Parallel()
+	db, _ := openTestDB(t, Options{})
+	ctx := context.Background()
+	first := rec("r1", behavior.CheckoutStarted, t0, "ann@example.com")
+	first.AnonymousID = "shared-device"
+	second := rec("r2", behavior.CheckoutStarted, t0.Add(time.Hour), "bo@example.com")
+	second.AnonymousID = "shared-device"
+	anonOnly := rec("r3", behavior.ProductViewed, t0.Add(2*time.Hour), "")
+	anonOnly.AnonymousID = "shared-device"
+	pa := mustAppend(t, db, first).Profiles["r1"]
+	pb := mustAppend(t, db, second).Profiles["r2"]
+	p3 := mustAppend(t, db, anonOnly).Profiles["r3"]
+	if pa == pb {
+		t.Fatalf("ann and bo were merged into %s", pa)
+	}
+	if p3 != pa {
+		t.Errorf("an anonymous view on the shared device went to %s, want its first owner %s", p3, pa)
+	}
+	for email, want := range map[string]string{"ann@example.com": pa, "bo@example.com": pb} {
+		p, err := db.ProfileByEmail(ctx, email)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.ID != want {
+			t.Errorf("%s resolves to %s, want %s", email, p.ID, want)
+		}
+		n := 0
+		for _, id := range p.Identities {
+			if id.Type == behavior.IdentEmail {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s's profile holds %d email addresses: %v", email, n, p.Identities)
+		}
+	}
+	recs, err := db.RecordsByProfile(ctx, pb, RecordQuery{})
+	if err != nil || len(recs) != 1 || recs[0].ID != "r2" {
+		t.Fatalf("bo's records: %v %v", recs, err)
 	}
 }
