@@ -80,7 +80,9 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	}
 	a := &App{Config: cfg, Store: st, Logger: opts.Logger, Clock: opts.Clock}
 	sm := newSchedulerMetrics(opts.Registry)
-	a.Scheduler = scheduler.New(st, scheduler.Options{Clock: opts.Clock, Logger: opts.Logger, OnFinish: sm.observe})
+	// 16 workers: a step's writes are group-committed, so concurrent jobs
+	// share fsyncs; with the default 4 the scheduler waits on the disk.
+	a.Scheduler = scheduler.New(st, scheduler.Options{Clock: opts.Clock, Logger: opts.Logger, OnFinish: sm.observe, Workers: 16})
 	if err := a.wire(ctx, opts); err != nil {
 		st.Close()
 		return nil, err

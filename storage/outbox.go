@@ -26,7 +26,9 @@ func (db *DB) CreateSend(ctx context.Context, s Send, jobs ...JobSpec) (Send, bo
 	}
 	var out Send
 	var created bool
-	err := db.update(ctx, func(tx *bolt.Tx) error {
+	// Group-committed: concurrent send workers share fsyncs. The function
+	// may run again after a failed batch; it only sets what it read.
+	err := db.batch(ctx, func(tx *bolt.Tx) error {
 		sends := tx.Bucket(bucketSends)
 		var old Send
 		found, err := getJSON(sends, []byte(s.ID), &old)
@@ -67,7 +69,7 @@ func (db *DB) UpdateSend(ctx context.Context, s Send, jobs ...JobSpec) error {
 	if err := validSend(s); err != nil {
 		return fmt.Errorf("storage: update send: %w", err)
 	}
-	err := db.update(ctx, func(tx *bolt.Tx) error {
+	err := db.batch(ctx, func(tx *bolt.Tx) error {
 		var old Send
 		found, err := getJSON(tx.Bucket(bucketSends), []byte(s.ID), &old)
 		if err != nil {
