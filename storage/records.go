@@ -83,15 +83,23 @@ func plausibleEmail(e string) bool {
 	return true
 }
 
+// ValidateRecord checks a record as Append will, without storing it, so
+// callers that batch outside input (the importer) can reject a bad line by
+// its number before it fails a whole batch. Email must already be
+// normalized; the error says what is wrong in records-ndjson's field names.
+func ValidateRecord(r *behavior.Record) error { return validateRecord(r) }
+
 // validateRecord checks one normalized record; the error says why.
 func validateRecord(r *behavior.Record) error {
 	switch {
+	case r.Kind == "":
+		return fmt.Errorf("no kind")
 	case !r.Kind.Valid():
 		return fmt.Errorf("unknown kind %q", r.Kind)
 	case r.At.IsZero():
-		return fmt.Errorf("no occurred-at time")
+		return fmt.Errorf("no time (at)")
 	case r.At.Before(minRecordTime) || !r.At.Before(maxRecordTime):
-		return fmt.Errorf("occurred-at %s out of range", r.At.Format(time.RFC3339))
+		return fmt.Errorf("time %s out of range (1970 to 2199)", r.At.Format(time.RFC3339))
 	case len(r.ID) > maxIDLen:
 		return fmt.Errorf("id of %d bytes (max %d)", len(r.ID), maxIDLen)
 	case r.Email != "" && !plausibleEmail(r.Email):
@@ -99,7 +107,7 @@ func validateRecord(r *behavior.Record) error {
 	}
 	ids := r.Identities()
 	if len(ids) == 0 && !anonymousKind(r.Kind) {
-		return fmt.Errorf("no identity (email, customer id or anonymous id)")
+		return fmt.Errorf("no identity (email, customer_id or anonymous_id)")
 	}
 	for _, id := range ids {
 		if len(id.Value) > maxIdentityLen {
@@ -108,7 +116,7 @@ func validateRecord(r *behavior.Record) error {
 	}
 	for _, it := range r.Items {
 		if len(it.ProductID) > maxIDLen || strings.IndexByte(it.ProductID, 0) >= 0 {
-			return fmt.Errorf("bad product id %q", it.ProductID)
+			return fmt.Errorf("bad product_id %q", it.ProductID)
 		}
 	}
 	return r.CheckAmounts()

@@ -212,7 +212,7 @@ func TestAppendInvalidStoresNothing(t *testing.T) {
 		want string
 	}{
 		{"unknown kind", rec("b", "bogus", t0, "a@example.com"), "unknown kind"},
-		{"zero time", rec("b", behavior.PageViewed, time.Time{}, "a@example.com"), "occurred-at"},
+		{"zero time", rec("b", behavior.PageViewed, time.Time{}, "a@example.com"), "no time (at)"},
 		{"no identity", rec("b", behavior.PageViewed, t0, ""), "no identity"},
 		{"bad email", rec("b", behavior.PageViewed, t0, "not an email"), "not an address"},
 		{"email without domain", rec("b", behavior.PageViewed, t0, "ann@"), "not an address"},
