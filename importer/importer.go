@@ -345,7 +345,7 @@ func (b *batcher) flush() error {
 	}
 	recs, lines := b.recs, b.lines
 	b.recs, b.lines = nil, nil
-	res, err := b.store.Append(b.ctx, storage.Ingest{Records: recs})
+	res, err := b.store.Append(b.ctx, storage.Ingest{Records: recs, EvaluateSince: b.evaluateSince()})
 	switch {
 	case err == nil:
 		b.rep.Duplicates += res.Duplicates
@@ -362,13 +362,18 @@ func (b *batcher) flush() error {
 	return nil
 }
 
+// evaluateSince is the journey engine's trigger age before now: imported
+// records older than that can start no journey, so they get no
+// evaluation job (storage.Ingest.EvaluateSince).
+func (b *batcher) evaluateSince() time.Time { return b.opts.NowFunc().Add(-24 * time.Hour) }
+
 func (b *batcher) appendEach(recs []behavior.Record, lines []int) error {
 	bad := map[int]bool{}
 	for i, r := range recs {
 		if bad[lines[i]] {
 			continue
 		}
-		res, err := b.store.Append(b.ctx, storage.Ingest{Records: []behavior.Record{r}})
+		res, err := b.store.Append(b.ctx, storage.Ingest{Records: []behavior.Record{r}, EvaluateSince: b.evaluateSince()})
 		switch {
 		case err == nil:
 			b.rep.Duplicates += res.Duplicates

@@ -129,13 +129,15 @@ type preparedIngest struct {
 	encoded  [][]byte // records[i] as JSON, so a value JSON cannot hold is refused up front
 	delivery *Delivery
 	header   []byte // the delivery without its body, encoded (see putDeliveryTx)
+	// evaluateSince: see Ingest.EvaluateSince.
+	evaluateSince time.Time
 }
 
 // prepareIngest validates and fills copies of the caller's records; the
 // caller's values are never changed.
 func (db *DB) prepareIngest(in Ingest) (preparedIngest, error) {
 	now := db.now()
-	p := preparedIngest{records: make([]behavior.Record, len(in.Records)), encoded: make([][]byte, len(in.Records))}
+	p := preparedIngest{records: make([]behavior.Record, len(in.Records)), encoded: make([][]byte, len(in.Records)), evaluateSince: in.EvaluateSince}
 	for i, r := range in.Records {
 		r.Email = behavior.NormalizeEmail(r.Email)
 		r.At = r.At.UTC()
@@ -251,6 +253,9 @@ func (db *DB) appendTx(tx *bolt.Tx, p preparedIngest) (AppendResult, error) {
 		if ok {
 			pid = st.survivor(pid)
 			st.res.Profiles[r.ID] = pid
+		}
+		if !p.evaluateSince.IsZero() && r.At.Before(p.evaluateSince) {
+			continue
 		}
 		payload, err := json.Marshal(EvaluatePayload{RecordID: r.ID, ProfileID: pid})
 		if err != nil {

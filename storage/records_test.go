@@ -538,3 +538,27 @@ func TestClosedStoreSaysErrClosed(t *testing.T) {
 		t.Fatalf("Record on a closed store: %v, want ErrClosed", err)
 	}
 }
+
+// Imports of history ask for no evaluation of records too old to start a
+// journey; the records themselves are stored as usual.
+func TestEvaluateSinceSkipsOldRecords(t *testing.T) {
+	t.Parallel()
+	db, _ := openTestDB(t, Options{})
+	ctx := context.Background()
+	old := rec("old", behavior.OrderPlaced, t0.Add(-48*time.Hour), "a@example.com")
+	recent := rec("recent", behavior.OrderPlaced, t0, "a@example.com")
+	res, err := db.Append(ctx, Ingest{Records: []behavior.Record{old, recent}, EvaluateSince: t0.Add(-24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.New) != 2 {
+		t.Fatalf("stored %d records, want 2", len(res.New))
+	}
+	jobs, err := db.ClaimDueJobs(ctx, t0.Add(24*365*time.Hour), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 1 || !strings.Contains(string(jobs[0].Payload), `"recent"`) {
+		t.Fatalf("evaluate jobs: %+v, want one for the recent record", jobs)
+	}
+}

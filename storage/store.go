@@ -71,6 +71,12 @@ type Delivery struct {
 type Ingest struct {
 	Delivery *Delivery
 	Records  []behavior.Record
+	// EvaluateSince, when set, enqueues no evaluate job for records that
+	// occurred before it. Imports of history set it to the journey
+	// engine's trigger age (24 h): older records could start no journey,
+	// and a million pending evaluations would slow live webhooks for
+	// nothing; insights learn history at their next refit.
+	EvaluateSince time.Time
 }
 
 // AppendResult says what an Ingest changed.
