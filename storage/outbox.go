@@ -232,11 +232,7 @@ func (db *DB) SendsByProfile(ctx context.Context, profileID string) ([]Send, err
 		prefix := join([]byte(profileID), nil)
 		c := tx.Bucket(bucketSendsByProfile).Cursor()
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			if len(k) < len(prefix)+8 {
-				continue
-			}
-			var s Send
-			found, err := getJSON(sends, k[len(prefix)+8:], &s)
+			s, found, err := sendFromIndexKey(sends, k, len(prefix))
 			if err != nil {
 				return err
 			}
@@ -250,6 +246,18 @@ func (db *DB) SendsByProfile(ctx context.Context, profileID string) ([]Send, err
 		return nil, fmt.Errorf("storage: sends of profile %s: %w", profileID, err)
 	}
 	return out, nil
+}
+
+// sendFromIndexKey loads the send an index key names: the key is a
+// prefix of prefixLen bytes, an 8-byte time, then the send id. A key too
+// short to hold an id, or naming a send that is gone, finds nothing.
+func sendFromIndexKey(sends *bolt.Bucket, k []byte, prefixLen int) (Send, bool, error) {
+	var s Send
+	if len(k) <= prefixLen+8 {
+		return s, false, nil
+	}
+	found, err := getJSON(sends, k[prefixLen+8:], &s)
+	return s, found, err
 }
 
 // ListSends returns sends with the given status ("" = all), most recently
@@ -296,11 +304,7 @@ func (db *DB) ListSends(ctx context.Context, status string, limit int) ([]Send, 
 			if limit > 0 && len(out) >= limit {
 				break
 			}
-			if len(k) < len(prefix)+8 {
-				continue
-			}
-			var s Send
-			found, err := getJSON(sends, k[len(prefix)+8:], &s)
+			s, found, err := sendFromIndexKey(sends, k, len(prefix))
 			if err != nil {
 				return err
 			}
