@@ -104,3 +104,15 @@ func FirstNonEmpty(ss ...string) string {
 	}
 	return ""
 }
+
+// DecodeObject decodes a JSON object keeping numbers as json.Number, so
+// ids and amounts edited in sample payloads survive re-encoding exactly.
+func DecodeObject(raw []byte) (map[string]any, error) {
+	var m map[string]any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}

@@ -1,7 +1,6 @@
 package shopify
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"embed"
@@ -14,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/nudge-email/nudge/connectors/jsonfield"
 )
 
 // samples are the fixture payloads Sample starts from: the shopify-api-js
@@ -81,10 +82,8 @@ func Sample(topic, email string, now time.Time) ([]byte, http.Header, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("shopify: sample: %w", err)
 	}
-	var m map[string]any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(&m); err != nil {
+	m, err := jsonfield.DecodeObject(raw)
+	if err != nil {
 		return nil, nil, fmt.Errorf("shopify: sample %s: %w", file, err)
 	}
 	if email = strings.TrimSpace(email); email == "" {

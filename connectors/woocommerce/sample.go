@@ -1,7 +1,6 @@
 package woocommerce
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"embed"
@@ -14,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/nudge-email/nudge/connectors/jsonfield"
 )
 
 // samples are the payloads Sample starts from: the wc/v3 REST examples of
@@ -71,10 +72,8 @@ func Sample(topic, email string, now time.Time) ([]byte, http.Header, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("woocommerce: sample: %w", err)
 	}
-	var m map[string]any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(&m); err != nil {
+	m, err := jsonfield.DecodeObject(raw)
+	if err != nil {
 		return nil, nil, fmt.Errorf("woocommerce: sample %s: %w", file, err)
 	}
 	if email = strings.TrimSpace(email); email == "" {
