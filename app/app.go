@@ -82,7 +82,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	sm := newSchedulerMetrics(opts.Registry)
 	// 16 workers: a step's writes are group-committed, so concurrent jobs
 	// share fsyncs; with the default 4 the scheduler waits on the disk.
-	a.Scheduler = scheduler.New(st, scheduler.Options{Clock: opts.Clock, Logger: opts.Logger, OnFinish: sm.observe, Workers: 16})
+	a.Scheduler = scheduler.New(st, scheduler.Options{Clock: opts.Clock, Logger: opts.Logger, OnFinish: sm.observe, Workers: 64})
 	if err := a.wire(ctx, opts); err != nil {
 		st.Close()
 		return nil, err

@@ -72,6 +72,31 @@ type Dispatcher interface {
 	Dispatch(ctx context.Context, s StepSend) (Outcome, error)
 }
 
+// Plan is a dispatch decision together with the outbox write it implies,
+// not yet made.
+type Plan struct {
+	Outcome
+	// Send, when set, is the outbox entry to create in the same
+	// transaction as the journey's update; SendJobs go with it.
+	Send     *storage.Send
+	SendJobs []storage.JobSpec
+}
+
+// Planner is a Dispatcher that hands its outbox write to the engine, so
+// the send, the journey's update and the end of the step's job commit in
+// one transaction, and that then delivers the send at once instead of
+// through a job of its own.
+type Planner interface {
+	Dispatcher
+	// Plan runs the gate and renders, writing nothing. Like Dispatch it
+	// answers a step that already has a send from that send.
+	Plan(ctx context.Context, s StepSend) (Plan, error)
+	// Deliver hands a send the engine committed in the "sending" state to
+	// its provider and records the result. It must not be called while
+	// the profile is locked: the provider call may take seconds.
+	Deliver(ctx context.Context, send storage.Send) error
+}
+
 // Observer sees every new record once the rules have evaluated it.
 // Observe must be idempotent: a crash may replay a record.
 type Observer interface {

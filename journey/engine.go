@@ -39,6 +39,11 @@ const JobStep = "step"
 type StepPayload struct {
 	JourneyID string `json:"journey_id"`
 	Step      int    `json:"step"`
+	// ProfileID is the journey's profile when the job was enqueued: the
+	// step locks it before its one read of the journey. Jobs enqueued
+	// before it existed, or whose profile was merged away since, read
+	// the journey once more.
+	ProfileID string `json:"profile_id,omitempty"`
 }
 
 // StepKey is the unique key of a journey step's job.
@@ -164,7 +169,7 @@ func (e *Engine) Register(s *scheduler.Scheduler) {
 		if err := json.Unmarshal(j.Payload, &p); err != nil {
 			return scheduler.Cancel(fmt.Errorf("journey: step payload: %w", err))
 		}
-		return e.RunStep(ctx, p.JourneyID, p.Step)
+		return e.runStep(ctx, p, j.ID)
 	})
 }
 
@@ -177,9 +182,9 @@ func (e *Engine) wake() {
 func (e *Engine) now() time.Time { return e.opts.Clock.Now().UTC() }
 
 // stepJob is the durable job for one step of a journey.
-func stepJob(journeyID string, step int, due time.Time) storage.JobSpec {
-	payload, _ := json.Marshal(StepPayload{JourneyID: journeyID, Step: step}) // plain struct: cannot fail
-	return storage.JobSpec{Kind: JobStep, UniqueKey: StepKey(journeyID, step), Payload: payload, DueAt: due}
+func stepJob(j *storage.Journey, step int, due time.Time) storage.JobSpec {
+	payload, _ := json.Marshal(StepPayload{JourneyID: j.ID, Step: step, ProfileID: j.ProfileID}) // plain struct: cannot fail
+	return storage.JobSpec{Kind: JobStep, UniqueKey: StepKey(j.ID, step), Payload: payload, DueAt: due}
 }
 
 // JourneyID is the id of the journey a trigger record starts for a
@@ -469,7 +474,7 @@ func (e *Engine) maybeStart(ctx context.Context, r *rules.Rule, rec *behavior.Re
 		e.trace(&j, now, 0, "holdout", fmt.Sprintf("in the %.0f%% control group of %s", r.Holdout*100, r.ID))
 	}
 	e.trace(&j, now, 1, "scheduled", "due "+due.Format(time.RFC3339))
-	if err := e.store.PutJourney(ctx, j, stepJob(j.ID, 1, due)); err != nil {
+	if err := e.store.PutJourney(ctx, j, stepJob(&j, 1, due)); err != nil {
 		return storage.Decision{}, false, fmt.Errorf("journey: start %s: %w", r.ID, err)
 	}
 	e.wake()

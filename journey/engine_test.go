@@ -613,3 +613,51 @@ steps: [{ wait: 1h, send: { template: t } }]
 	require.Equal(t, []string{"0:started", "1:scheduled", "1:exit_error", "1:queued", "1:completed"}, actions(js[0]))
 	require.Contains(t, js[0].Trace[2].Detail, "exit[1].where: rule0.yaml:")
 }
+
+// A journey started for an anonymous visitor moves to the customer's
+// profile when the visitor identifies; its step job still names the
+// anonymous profile, so the step must follow the journey to its new
+// profile and send once, to the customer.
+func TestStepFollowsJourneyMergedToAnotherProfile(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	h := newHarness(t, ruleSet(t, `
+id: browse
+trigger: { event: checkout_started }
+steps:
+  - { wait: 1h, send: { template: d-browse } }
+`), config.Policies{RequireConsent: true})
+	anon := behavior.Record{
+		ID: "c-anon", Kind: behavior.CheckoutStarted, Source: "web", Store: "main", At: t0, AnonymousID: "visitor-1",
+		Value: 5400, Currency: "USD", Items: []behavior.Item{{ProductID: "p1", Title: "Trail Runner", Price: 5400, Quantity: 1}},
+	}
+	// The customer's profile exists first, so it survives the merge.
+	require.NoError(t, h.Ingest(ctx, behavior.Record{ID: "cust", Kind: behavior.CustomerUpdated, Source: "shopify", Store: "main", At: t0.Add(-24 * time.Hour), Email: "ann@example.com",
+		Consent: &behavior.Consent{State: behavior.ConsentGranted}}))
+	require.NoError(t, h.Ingest(ctx, anon))
+	_, err := h.RunUntil(ctx, t0)
+	require.NoError(t, err)
+	anonProfile, err := h.Store.ProfileByIdentity(ctx, behavior.Identity{Type: behavior.IdentAnonymous, Value: "visitor-1"})
+	require.NoError(t, err)
+	js, err := h.Store.JourneysByProfile(ctx, anonProfile.ID)
+	require.NoError(t, err)
+	require.Len(t, js, 1, "the anonymous checkout starts a journey")
+
+	// The visitor identifies: the anonymous profile merges into the
+	// customer's.
+	require.NoError(t, h.Ingest(ctx,
+		behavior.Record{ID: "ident", Kind: behavior.CustomerUpdated, Source: "web", Store: "main", At: t0.Add(time.Minute), AnonymousID: "visitor-1", Email: "ann@example.com"},
+	))
+	moved, err := h.Store.Journey(ctx, js[0].ID)
+	require.NoError(t, err)
+	require.NotEqual(t, anonProfile.ID, moved.ProfileID, "the merge moved the journey")
+
+	_, err = h.RunUntil(ctx, t0.Add(2*time.Hour))
+	require.NoError(t, err)
+	msgs := h.Recorder.Messages()
+	require.Len(t, msgs, 1)
+	require.Equal(t, "ann@example.com", msgs[0].Message.To.Email)
+	done, err := h.Store.Journey(ctx, js[0].ID)
+	require.NoError(t, err)
+	require.Equal(t, storage.JourneyCompleted, done.Status, "%v", actions(done))
+}

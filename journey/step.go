@@ -30,22 +30,30 @@ func (e *Engine) lockProfile(profileID string) func() {
 // It is idempotent: a replay after a crash finds the journey moved on, or
 // re-dispatches, which the dispatcher answers from the existing send.
 func (e *Engine) RunStep(ctx context.Context, journeyID string, n int) error {
-	j, err := e.store.Journey(ctx, journeyID)
+	return e.runStep(ctx, StepPayload{JourneyID: journeyID, Step: n}, 0)
+}
+
+// runStep is RunStep for the step job jobID. With a dispatch.Planner the
+// send, the journey's move and the job's end commit in one transaction
+// (storage.CommitStep) and the send is delivered right after, outside the
+// profile's lock; runStep then answers scheduler.Finished.
+func (e *Engine) runStep(ctx context.Context, p StepPayload, jobID uint64) error {
+	journeyID, n := p.JourneyID, p.Step
+	j, unlockProfile, err := e.lockedJourney(ctx, journeyID, p.ProfileID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil // forgotten
 	}
 	if err != nil {
 		return fmt.Errorf("journey: step %d of %s: %w", n, journeyID, err)
 	}
-	unlock := e.lockProfile(j.ProfileID)
-	defer unlock()
-	// Re-read under the lock: an evaluation may have ended it meanwhile.
-	if j, err = e.store.Journey(ctx, journeyID); err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil
+	locked := true
+	unlock := func() {
+		if locked {
+			locked = false
+			unlockProfile()
 		}
-		return fmt.Errorf("journey: step %d of %s: %w", n, journeyID, err)
 	}
+	defer unlock()
 	if !j.Active() || j.Step != n {
 		return nil // ended, or this step already ran
 	}
@@ -93,16 +101,58 @@ func (e *Engine) RunStep(ctx context.Context, journeyID string, n int) error {
 		data[f.Key] = v
 	}
 
-	out, err := e.disp.Dispatch(ctx, dispatch.StepSend{
+	ss := dispatch.StepSend{
 		Journey: j, Rule: r.ID, Step: n, Priority: r.Priority, OnCap: r.OnCap,
 		Send: dispatch.SendSpec{
 			Provider: step.Send.Provider, Template: step.Send.Template, Subject: step.Send.Subject,
 			HTMLFile: step.Send.HTMLFile, TextFile: step.Send.TextFile, Data: data,
 		},
 		Trigger: trig, Profile: prof, Now: now, DryRun: e.opts.DryRun,
-	})
+	}
+	var plan dispatch.Plan
+	planner, folded := e.disp.(dispatch.Planner)
+	folded = folded && !e.opts.DryRun
+	if folded {
+		plan, err = planner.Plan(ctx, ss)
+	} else {
+		plan.Outcome, err = e.disp.Dispatch(ctx, ss)
+	}
 	if err != nil {
 		return fmt.Errorf("journey: dispatch step %d of %s: %w", n, journeyID, err)
+	}
+	out := plan.Outcome
+	// commit writes the journey as moved on, with the planned send and the
+	// end of the step's job when folded.
+	commit := func(next []storage.JobSpec) error {
+		if !folded {
+			return e.store.PutJourney(ctx, j, next...)
+		}
+		sent, created, err := e.store.CommitStep(ctx, storage.StepCommit{
+			Journey: j, Jobs: next, Send: plan.Send, SendJobs: plan.SendJobs, CompleteJob: jobID,
+		})
+		if err != nil {
+			return err
+		}
+		if len(next) > 0 || len(plan.SendJobs) > 0 {
+			e.wake()
+		}
+		unlock()
+		if created && sent.Status == storage.SendSending {
+			if err := planner.Deliver(ctx, sent); err != nil {
+				// The journey and the send are stored; the send stays
+				// "sending" and becomes unknown at the next start.
+				e.opts.Logger.Error("deliver failed", "rule", r.ID, "journey_id", j.ID, "step", n, "send_id", sent.ID, "error", err)
+			}
+		}
+		return nil
+	}
+	// done is a committed step's answer to the scheduler: its job already
+	// ended in the folded transaction.
+	done := func() error {
+		if folded && jobID != 0 {
+			return scheduler.Finished()
+		}
+		return nil
 	}
 
 	switch out.Action {
@@ -120,20 +170,20 @@ func (e *Engine) RunStep(ctx context.Context, journeyID string, n int) error {
 			}
 			j.DueAt = time.Time{}
 			e.trace(&j, now, n, j.Status, "")
-			if err := e.store.PutJourney(ctx, j); err != nil {
+			if err := commit(nil); err != nil {
 				return fmt.Errorf("journey: complete %s: %w", j.ID, err)
 			}
-			return nil
+			return done()
 		}
 		due := e.dueAt(r.Steps[n], now, prof)
 		j.Step = n + 1
 		j.DueAt = due
 		e.trace(&j, now, n+1, "scheduled", "due "+due.Format(time.RFC3339))
-		if err := e.store.PutJourney(ctx, j, stepJob(j.ID, n+1, due)); err != nil {
+		if err := commit([]storage.JobSpec{stepJob(&j, n+1, due)}); err != nil {
 			return fmt.Errorf("journey: schedule step %d of %s: %w", n+1, j.ID, err)
 		}
 		e.wake()
-		return nil
+		return done()
 	case dispatch.Deferred:
 		until := out.Until
 		if !until.After(now) {
@@ -151,6 +201,35 @@ func (e *Engine) RunStep(ctx context.Context, journeyID string, n int) error {
 	default:
 		return fmt.Errorf("journey: dispatch step %d of %s: unknown action %q", n, j.ID, out.Action)
 	}
+}
+
+// lockedJourney reads a journey under its profile's lock (an evaluation
+// may end it meanwhile), returning the unlock. With the profile id known
+// beforehand that takes one read; otherwise, or when the journey has
+// moved to another profile since (a merge), one read finds the profile
+// and a second, under the lock, the journey as it stands.
+func (e *Engine) lockedJourney(ctx context.Context, journeyID, profileID string) (storage.Journey, func(), error) {
+	for range 3 {
+		if profileID == "" {
+			j, err := e.store.Journey(ctx, journeyID)
+			if err != nil {
+				return storage.Journey{}, nil, err
+			}
+			profileID = j.ProfileID
+		}
+		unlock := e.lockProfile(profileID)
+		j, err := e.store.Journey(ctx, journeyID)
+		if err != nil {
+			unlock()
+			return storage.Journey{}, nil, err
+		}
+		if j.ProfileID == profileID {
+			return j, unlock, nil
+		}
+		unlock()
+		profileID = j.ProfileID
+	}
+	return storage.Journey{}, nil, fmt.Errorf("journey %s keeps moving between profiles", journeyID)
 }
 
 // stoppedStatus tells a policy stop (consent, suppression: the person

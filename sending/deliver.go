@@ -35,11 +35,12 @@ func DefaultBackoff(attempt int) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
-// Register makes s run send jobs and lets Dispatch wake it when it
-// enqueues one.
+// Register makes s run send jobs, lets Dispatch wake it when it enqueues
+// one, and recovers sends left "sending" when it starts.
 func (d *Dispatcher) Register(s *scheduler.Scheduler) {
 	d.sched.Store(s)
 	s.Handle(JobSend, d.HandleSend)
+	s.OnStart(d.Recover)
 }
 
 // HandleSend is the JobSend handler: it delivers one outbox entry at most
@@ -94,37 +95,84 @@ func (d *Dispatcher) deliver(ctx context.Context, id string) error {
 	}
 
 	res, sendErr := d.call(ctx, send)
+	return d.settle(ctx, id, res, sendErr, false)
+}
+
+// Deliver hands a send the engine committed in the "sending" state
+// (attempt 1, see Plan) to its provider and records the result; a
+// retryable failure enqueues the send job that retries it.
+func (d *Dispatcher) Deliver(ctx context.Context, send storage.Send) error {
+	if send.Status != storage.SendSending {
+		return fmt.Errorf("sending: deliver %s: %w: it is %s, not sending", send.ID, ErrState, send.Status)
+	}
+	// Held across the call: nothing else may change this send meanwhile
+	// (engagement for a message not yet accepted cannot arrive, and
+	// "sending" is not discardable), so the success needs no re-read.
+	mu := d.lockFor(send.ID)
+	mu.Lock()
+	res, sendErr := d.call(ctx, send)
+	if sendErr == nil {
+		send.Status, send.Reason, send.LastError = storage.SendSent, "", ""
+		send.ProviderMessageID, send.SentAt = res.ProviderMessageID, d.now()
+		send.UpdatedAt = send.SentAt
+		err := d.store.FinishSend(ctx, send, storage.Ingest{Records: []behavior.Record{sentRecord(send)}})
+		mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("sending: record success of %s: %w", send.ID, err)
+		}
+		d.opts.Logger.Info("email sent", "send_id", send.ID, "rule", send.Rule, "step", send.Step, "provider", send.Provider, "to", maskEmail(send.Email))
+		return nil
+	}
+	mu.Unlock()
+	return d.settle(ctx, send.ID, res, sendErr, true)
+}
+
+// settle records the provider's answer for a send in "sending". On the job
+// path (inline false) a retry is the job's own RetryAt; inline, it is a new
+// send job.
+func (d *Dispatcher) settle(ctx context.Context, id string, res connectors.Result, sendErr error, inline bool) error {
 	now := d.now()
 	if sendErr == nil {
-		send, err = d.modify(ctx, id, func(s *storage.Send) (bool, error) {
+		send, err := d.modifyFull(ctx, id, func(s *storage.Send) (bool, []storage.JobSpec, *storage.Ingest, error) {
 			s.Status, s.Reason, s.LastError = storage.SendSent, "", ""
 			s.ProviderMessageID, s.SentAt = res.ProviderMessageID, now
-			return true, nil
+			return true, nil, &storage.Ingest{Records: []behavior.Record{sentRecord(*s)}}, nil
 		})
 		if err != nil {
 			// The provider has the message but we could not say so: the
-			// retried job finds "sending" and marks it unknown, never
-			// sending twice.
+			// send stays "sending", which the retried job or the next
+			// start marks unknown, never sending twice.
 			return fmt.Errorf("sending: record success of %s: %w", id, err)
 		}
 		d.opts.Logger.Info("email sent", "send_id", id, "rule", send.Rule, "step", send.Step, "provider", send.Provider, "to", maskEmail(send.Email))
-		return d.recordSent(ctx, send)
+		return nil
 	}
 
 	var retry *connectors.RetryableError
 	permanent := errors.Is(sendErr, connectors.ErrPermanent)
-	exhausted := !permanent && send.Attempts >= d.opts.MaxAttempts
-	send, err = d.modify(ctx, id, func(s *storage.Send) (bool, error) {
+	var wait time.Duration
+	send, err := d.modifyFull(ctx, id, func(s *storage.Send) (bool, []storage.JobSpec, *storage.Ingest, error) {
 		s.LastError = sendErr.Error()
 		switch {
 		case permanent:
 			s.Status, s.Reason = storage.SendDead, reasonRejected
-		case exhausted:
+		case s.Attempts >= d.opts.MaxAttempts:
 			s.Status, s.Reason = storage.SendDead, "gave up after "+strconv.Itoa(s.Attempts)+" attempts"
 		default:
 			s.Status, s.Reason = storage.SendRetrying, ""
 		}
-		return true, nil
+		if s.Status != storage.SendRetrying {
+			return true, nil, nil, nil
+		}
+		wait = d.opts.BackoffFunc(s.Attempts)
+		if errors.As(sendErr, &retry) && retry.After > wait {
+			wait = retry.After
+		}
+		var jobs []storage.JobSpec
+		if inline {
+			jobs = append(jobs, d.sendJob(id, "send:"+id, now.Add(wait)))
+		}
+		return true, jobs, nil, nil
 	})
 	if err != nil {
 		return fmt.Errorf("sending: record failure of %s (%v): %w", id, sendErr, err)
@@ -133,12 +181,36 @@ func (d *Dispatcher) deliver(ctx context.Context, id string) error {
 		d.opts.Logger.Error("send dead", "send_id", id, "rule", send.Rule, "provider", send.Provider, "attempts", send.Attempts, "error", sendErr)
 		return nil
 	}
-	wait := d.opts.BackoffFunc(send.Attempts)
-	if errors.As(sendErr, &retry) && retry.After > wait {
-		wait = retry.After
-	}
 	d.opts.Logger.Warn("send will be retried", "send_id", id, "provider", send.Provider, "attempt", send.Attempts, "retry_in", wait, "error", sendErr)
+	if inline {
+		d.wake()
+		return nil
+	}
 	return scheduler.RetryAt(now.Add(wait), fmt.Errorf("sending: send %s attempt %d: %w", id, send.Attempts, sendErr))
+}
+
+// Recover marks every send left "sending" by an earlier run as unknown:
+// the provider may or may not have it, so it is never sent again. Run it
+// at start, before any delivery of this run begins.
+func (d *Dispatcher) Recover(ctx context.Context) error {
+	left, err := d.store.ListSends(ctx, storage.SendSending, 0)
+	if err != nil {
+		return fmt.Errorf("sending: recover: %w", err)
+	}
+	for _, s := range left {
+		_, err := d.modify(ctx, s.ID, func(s *storage.Send) (bool, error) {
+			if s.Status != storage.SendSending {
+				return false, nil
+			}
+			s.Status, s.Reason, s.LastError = storage.SendUnknown, reasonInterrupted, ""
+			return true, nil
+		})
+		if err != nil {
+			return fmt.Errorf("sending: recover %s: %w", s.ID, err)
+		}
+		d.opts.Logger.Warn("send interrupted, marked unknown", "send_id", s.ID, "rule", s.Rule)
+	}
+	return nil
 }
 
 // call hands the stored message to its provider with a deadline.
@@ -176,6 +248,14 @@ func (d *Dispatcher) stillAllowed(ctx context.Context, s storage.Send) (string, 
 // recordSent appends the email_sent record; its id derives from the send,
 // so recording twice stores it once.
 func (d *Dispatcher) recordSent(ctx context.Context, s storage.Send) error {
+	if _, err := d.store.Append(ctx, storage.Ingest{Records: []behavior.Record{sentRecord(s)}}); err != nil {
+		return fmt.Errorf("sending: email_sent record for %s: %w", s.ID, err)
+	}
+	return nil
+}
+
+// sentRecord is the email_sent record of a send that went out.
+func sentRecord(s storage.Send) behavior.Record {
 	r := behavior.Record{
 		ID:     behavior.DeriveID(string(behavior.EmailSent), s.ID),
 		Kind:   behavior.EmailSent,
@@ -187,10 +267,7 @@ func (d *Dispatcher) recordSent(ctx context.Context, s storage.Send) error {
 	r.SetRef(behavior.RefRuleID, s.Rule)
 	r.SetRef(behavior.RefStep, strconv.Itoa(s.Step))
 	r.SetRef(behavior.RefMessageID, s.ProviderMessageID)
-	if _, err := d.store.Append(ctx, storage.Ingest{Records: []behavior.Record{r}}); err != nil {
-		return fmt.Errorf("sending: email_sent record for %s: %w", s.ID, err)
-	}
-	return nil
+	return r
 }
 
 // RetrySend puts a dead send back in the outbox with a fresh attempt

@@ -189,6 +189,16 @@ func (d *Dispatcher) modify(ctx context.Context, id string, fn func(s *storage.S
 // modifyJobs is modify where fn also names jobs to enqueue atomically
 // with the change.
 func (d *Dispatcher) modifyJobs(ctx context.Context, id string, fn func(s *storage.Send) (bool, []storage.JobSpec, error)) (storage.Send, error) {
+	return d.modifyFull(ctx, id, func(s *storage.Send) (bool, []storage.JobSpec, *storage.Ingest, error) {
+		changed, jobs, err := fn(s)
+		return changed, jobs, nil, err
+	})
+}
+
+// modifyFull is modify where fn also names jobs to enqueue and records to
+// append atomically with the change (a send marked sent with its
+// email_sent record).
+func (d *Dispatcher) modifyFull(ctx context.Context, id string, fn func(s *storage.Send) (bool, []storage.JobSpec, *storage.Ingest, error)) (storage.Send, error) {
 	mu := d.lockFor(id)
 	mu.Lock()
 	defer mu.Unlock()
@@ -196,12 +206,17 @@ func (d *Dispatcher) modifyJobs(ctx context.Context, id string, fn func(s *stora
 	if err != nil {
 		return storage.Send{}, err
 	}
-	changed, jobs, err := fn(&s)
+	changed, jobs, in, err := fn(&s)
 	if err != nil || !changed {
 		return s, err
 	}
 	s.UpdatedAt = d.now()
-	if err := d.store.UpdateSend(ctx, s, jobs...); err != nil {
+	if in != nil {
+		err = d.store.FinishSend(ctx, s, *in, jobs...)
+	} else {
+		err = d.store.UpdateSend(ctx, s, jobs...)
+	}
+	if err != nil {
 		return storage.Send{}, err
 	}
 	return s, nil
@@ -228,6 +243,34 @@ func (d *Dispatcher) provider(spec dispatch.SendSpec) string {
 // second call returns the first call's outcome. With s.DryRun it only
 // evaluates the gate.
 func (d *Dispatcher) Dispatch(ctx context.Context, s dispatch.StepSend) (dispatch.Outcome, error) {
+	p, err := d.plan(ctx, s, false)
+	if err != nil || p.Send == nil || s.DryRun {
+		return p.Outcome, err
+	}
+	stored, created, err := d.store.CreateSend(ctx, *p.Send, p.SendJobs...)
+	if err != nil {
+		return dispatch.Outcome{}, fmt.Errorf("sending: create send %s: %w", p.Send.ID, err)
+	}
+	if !created {
+		return outcomeOf(stored), nil
+	}
+	if len(p.SendJobs) > 0 {
+		d.wake()
+	}
+	return p.Outcome, nil
+}
+
+// Plan is Dispatch without the write: the engine commits the send with
+// the journey and then calls Deliver. A send that passes the gate is
+// planned in the "sending" state (attempt 1) with no job, since Deliver
+// follows the commit at once; a crash in between leaves it "sending",
+// which Recover turns into "unknown" at the next start — the provider may
+// have it, so it is never sent again.
+func (d *Dispatcher) Plan(ctx context.Context, s dispatch.StepSend) (dispatch.Plan, error) {
+	return d.plan(ctx, s, true)
+}
+
+func (d *Dispatcher) plan(ctx context.Context, s dispatch.StepSend, inline bool) (dispatch.Plan, error) {
 	now := s.Now
 	if now.IsZero() {
 		now = d.now()
@@ -237,21 +280,21 @@ func (d *Dispatcher) Dispatch(ctx context.Context, s dispatch.StepSend) (dispatc
 		existing, err := d.store.Send(ctx, id)
 		switch {
 		case err == nil:
-			return outcomeOf(existing), nil
+			return dispatch.Plan{Outcome: outcomeOf(existing)}, nil
 		case !errors.Is(err, storage.ErrNotFound):
-			return dispatch.Outcome{}, fmt.Errorf("sending: dispatch %s: %w", id, err)
+			return dispatch.Plan{}, fmt.Errorf("sending: dispatch %s: %w", id, err)
 		}
 	}
 	out, err := d.gate(ctx, s, now)
 	if err != nil {
-		return dispatch.Outcome{}, fmt.Errorf("sending: gate %s step %d: %w", s.Rule, s.Step, err)
+		return dispatch.Plan{}, fmt.Errorf("sending: gate %s step %d: %w", s.Rule, s.Step, err)
 	}
 	if out.Action != dispatch.Queued && out.Action != dispatch.Held {
-		return out, nil
+		return dispatch.Plan{Outcome: out}, nil
 	}
 	out.SendID = id
 	if s.DryRun {
-		return out, nil
+		return dispatch.Plan{Outcome: out}, nil
 	}
 	send := storage.Send{
 		ID:        id,
@@ -276,27 +319,24 @@ func (d *Dispatcher) Dispatch(ctx context.Context, s dispatch.StepSend) (dispatc
 			send.Status, send.Reason, send.LastError = storage.SendDead, "not rendered", err.Error()
 			out = dispatch.Outcome{Action: dispatch.Skipped, Reason: "cannot render: " + err.Error(), SendID: id}
 			d.opts.Logger.Error("send not rendered", "send_id", id, "rule", s.Rule, "step", s.Step, "error", err)
+		} else if inline {
+			send.Status, send.Attempts = storage.SendSending, 1
 		} else {
-			payload, _ := jsonMarshal(sendPayload{SendID: id})
-			jobs = append(jobs, storage.JobSpec{
-				Kind: JobSend, UniqueKey: "send:" + id, Payload: payload, DueAt: now,
-				// Our own attempt count decides dead; the job's limit is
-				// only a backstop.
-				MaxAttempts: d.opts.MaxAttempts + 2,
-			})
+			jobs = append(jobs, d.sendJob(id, "send:"+id, now))
 		}
 	}
-	stored, created, err := d.store.CreateSend(ctx, send, jobs...)
-	if err != nil {
-		return dispatch.Outcome{}, fmt.Errorf("sending: create send %s: %w", id, err)
+	return dispatch.Plan{Outcome: out, Send: &send, SendJobs: jobs}, nil
+}
+
+// sendJob is the job that delivers (or retries) one send.
+func (d *Dispatcher) sendJob(id, uniqueKey string, due time.Time) storage.JobSpec {
+	payload, _ := jsonMarshal(sendPayload{SendID: id})
+	return storage.JobSpec{
+		Kind: JobSend, UniqueKey: uniqueKey, Payload: payload, DueAt: due,
+		// Our own attempt count decides dead; the job's limit is only a
+		// backstop.
+		MaxAttempts: d.opts.MaxAttempts + 2,
 	}
-	if !created {
-		return outcomeOf(stored), nil
-	}
-	if len(jobs) > 0 {
-		d.wake()
-	}
-	return out, nil
 }
 
 // prepare renders the message into send.Message.

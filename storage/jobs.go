@@ -132,53 +132,57 @@ func (db *DB) ClaimDueJobs(ctx context.Context, now time.Time, limit int) ([]Job
 // inspection; retryable and scheduled (snoozed) jobs return to the due
 // index. A snooze does not count as an attempt.
 func (db *DB) FinishJob(ctx context.Context, id uint64, out JobOutcome) error {
-	err := db.batch(ctx, func(tx *bolt.Tx) error {
-		jobs := tx.Bucket(bucketJobs)
-		var j Job
-		ok, err := getJSON(jobs, u64(id), &j)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return ErrNotFound
-		}
-		if j.State != JobRunning {
-			return fmt.Errorf("%w: job %d is %s, not running", ErrConflict, id, j.State)
-		}
-		j.UpdatedAt = db.now()
-		switch out.State {
-		case JobCompleted, JobCancelled:
-			if err := bumpCounter(tx, "jobs_"+string(out.State)); err != nil {
-				return err
-			}
-			return jobs.Delete(u64(id))
-		case JobDiscarded:
-			j.State = JobDiscarded
-			j.LastError = out.Error
-			return putJSON(jobs, u64(id), j)
-		case JobRetryable, JobScheduled:
-			if out.State == JobScheduled && j.Attempts > 0 {
-				j.Attempts--
-			} else {
-				j.LastError = out.Error
-			}
-			j.State = out.State
-			j.DueAt = out.DueAt.UTC()
-			if j.DueAt.IsZero() {
-				j.DueAt = db.now()
-			}
-			if err := putJSON(jobs, u64(id), j); err != nil {
-				return err
-			}
-			return tx.Bucket(bucketJobsDue).Put(dueKey(j.DueAt, id), nil)
-		default:
-			return fmt.Errorf("%w: job outcome state %q", ErrInvalid, out.State)
-		}
-	})
+	err := db.batch(ctx, func(tx *bolt.Tx) error { return db.finishJobTx(tx, id, out) })
 	if err != nil {
 		return fmt.Errorf("storage: finish job %d: %w", id, err)
 	}
 	return nil
+}
+
+// finishJobTx is FinishJob inside a caller's transaction, so a handler's
+// writes and the end of its job commit together.
+func (db *DB) finishJobTx(tx *bolt.Tx, id uint64, out JobOutcome) error {
+	jobs := tx.Bucket(bucketJobs)
+	var j Job
+	ok, err := getJSON(jobs, u64(id), &j)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrNotFound
+	}
+	if j.State != JobRunning {
+		return fmt.Errorf("%w: job %d is %s, not running", ErrConflict, id, j.State)
+	}
+	j.UpdatedAt = db.now()
+	switch out.State {
+	case JobCompleted, JobCancelled:
+		if err := bumpCounter(tx, "jobs_"+string(out.State)); err != nil {
+			return err
+		}
+		return jobs.Delete(u64(id))
+	case JobDiscarded:
+		j.State = JobDiscarded
+		j.LastError = out.Error
+		return putJSON(jobs, u64(id), j)
+	case JobRetryable, JobScheduled:
+		if out.State == JobScheduled && j.Attempts > 0 {
+			j.Attempts--
+		} else {
+			j.LastError = out.Error
+		}
+		j.State = out.State
+		j.DueAt = out.DueAt.UTC()
+		if j.DueAt.IsZero() {
+			j.DueAt = db.now()
+		}
+		if err := putJSON(jobs, u64(id), j); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketJobsDue).Put(dueKey(j.DueAt, id), nil)
+	default:
+		return fmt.Errorf("%w: job outcome state %q", ErrInvalid, out.State)
+	}
 }
 
 // NextJobDue returns the earliest due time.

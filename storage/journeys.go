@@ -22,41 +22,55 @@ func (db *DB) PutJourney(ctx context.Context, j Journey, jobs ...JobSpec) error 
 	if j.ID == "" || j.Rule == "" || j.ProfileID == "" {
 		return fmt.Errorf("storage: put journey %q: %w: id, rule and profile are required", j.ID, ErrInvalid)
 	}
-	err := db.batch(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketJourneys)
-		byProfile := tx.Bucket(bucketJourneysByProfile)
-		byRule := tx.Bucket(bucketJourneysByRule)
-		var old Journey
-		found, err := getJSON(b, []byte(j.ID), &old)
-		if err != nil {
-			return err
-		}
-		if found && old.ProfileID != j.ProfileID {
-			if err := byProfile.Delete(join([]byte(old.ProfileID), []byte(old.ID))); err != nil {
-				return err
-			}
-		}
-		if found && old.Rule != j.Rule {
-			if err := byRule.Delete(join([]byte(old.Rule), []byte(old.ID))); err != nil {
-				return err
-			}
-		}
-		if err := putJSON(b, []byte(j.ID), j); err != nil {
-			return err
-		}
-		if err := byProfile.Put(join([]byte(j.ProfileID), []byte(j.ID)), nil); err != nil {
-			return err
-		}
-		if err := byRule.Put(join([]byte(j.Rule), []byte(j.ID)), nil); err != nil {
-			return err
-		}
-		_, err = db.enqueueJobsTx(tx, jobs)
-		return err
-	})
+	raw, err := json.Marshal(j)
+	if err != nil {
+		return fmt.Errorf("storage: put journey %s: %w", j.ID, err)
+	}
+	err = db.batch(ctx, func(tx *bolt.Tx) error { return db.putJourneyTx(tx, j, raw, jobs) })
 	if err != nil {
 		return fmt.Errorf("storage: put journey %s: %w", j.ID, err)
 	}
 	return nil
+}
+
+// putJourneyTx is PutJourney inside a caller's transaction; raw is j
+// encoded, outside the serial group commit.
+func (db *DB) putJourneyTx(tx *bolt.Tx, j Journey, raw []byte, jobs []JobSpec) error {
+	b := tx.Bucket(bucketJourneys)
+	byProfile := tx.Bucket(bucketJourneysByProfile)
+	byRule := tx.Bucket(bucketJourneysByRule)
+	// Only the indexed fields of the stored journey matter here; its
+	// trace is not decoded.
+	var old struct {
+		ID        string `json:"id"`
+		Rule      string `json:"rule"`
+		ProfileID string `json:"profile_id"`
+	}
+	found, err := getJSON(b, []byte(j.ID), &old)
+	if err != nil {
+		return err
+	}
+	if found && old.ProfileID != j.ProfileID {
+		if err := byProfile.Delete(join([]byte(old.ProfileID), []byte(old.ID))); err != nil {
+			return err
+		}
+	}
+	if found && old.Rule != j.Rule {
+		if err := byRule.Delete(join([]byte(old.Rule), []byte(old.ID))); err != nil {
+			return err
+		}
+	}
+	if err := b.Put([]byte(j.ID), raw); err != nil {
+		return err
+	}
+	if err := byProfile.Put(join([]byte(j.ProfileID), []byte(j.ID)), nil); err != nil {
+		return err
+	}
+	if err := byRule.Put(join([]byte(j.Rule), []byte(j.ID)), nil); err != nil {
+		return err
+	}
+	_, err = db.enqueueJobsTx(tx, jobs)
+	return err
 }
 
 // Journey returns one journey.

@@ -3,9 +3,11 @@ package storage
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -24,37 +26,18 @@ func (db *DB) CreateSend(ctx context.Context, s Send, jobs ...JobSpec) (Send, bo
 	if err := validSend(s); err != nil {
 		return Send{}, false, fmt.Errorf("storage: create send: %w", err)
 	}
+	raw, err := db.encodeNewSend(&s)
+	if err != nil {
+		return Send{}, false, fmt.Errorf("storage: create send %s: %w", s.ID, err)
+	}
 	var out Send
 	var created bool
 	// Group-committed: concurrent send workers share fsyncs. The function
 	// may run again after a failed batch; it only sets what it read.
-	err := db.batch(ctx, func(tx *bolt.Tx) error {
-		sends := tx.Bucket(bucketSends)
-		var old Send
-		found, err := getJSON(sends, []byte(s.ID), &old)
-		if err != nil {
-			return err
-		}
-		if found {
-			out, created = old, false
-			return nil
-		}
-		now := db.now()
-		if s.CreatedAt.IsZero() {
-			s.CreatedAt = now
-		}
-		if s.UpdatedAt.IsZero() {
-			s.UpdatedAt = s.CreatedAt
-		}
-		s.CreatedAt, s.UpdatedAt = s.CreatedAt.UTC(), s.UpdatedAt.UTC()
-		if err := putSendTx(tx, nil, s); err != nil {
-			return err
-		}
-		if _, err := db.enqueueJobsTx(tx, jobs); err != nil {
-			return err
-		}
-		out, created = s, true
-		return nil
+	err = db.batch(ctx, func(tx *bolt.Tx) error {
+		var err error
+		out, created, err = db.createSendTx(tx, s, raw, jobs)
+		return err
 	})
 	if err != nil {
 		return Send{}, false, fmt.Errorf("storage: create send %s: %w", s.ID, err)
@@ -69,30 +52,92 @@ func (db *DB) UpdateSend(ctx context.Context, s Send, jobs ...JobSpec) error {
 	if err := validSend(s); err != nil {
 		return fmt.Errorf("storage: update send: %w", err)
 	}
-	err := db.batch(ctx, func(tx *bolt.Tx) error {
-		var old Send
-		found, err := getJSON(tx.Bucket(bucketSends), []byte(s.ID), &old)
-		if err != nil {
-			return err
-		}
-		if !found {
-			return ErrNotFound
-		}
-		s.CreatedAt = old.CreatedAt
-		if !s.UpdatedAt.After(old.UpdatedAt) {
-			s.UpdatedAt = db.now()
-		}
-		s.UpdatedAt = s.UpdatedAt.UTC()
-		if err := putSendTx(tx, &old, s); err != nil {
-			return err
-		}
-		_, err = db.enqueueJobsTx(tx, jobs)
-		return err
-	})
+	s.CreatedAt, s.UpdatedAt = s.CreatedAt.UTC(), s.UpdatedAt.UTC()
+	raw, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("storage: update send %s: %w", s.ID, err)
+	}
+	err = db.batch(ctx, func(tx *bolt.Tx) error { return db.updateSendTx(tx, s, raw, jobs) })
 	if err != nil {
 		return fmt.Errorf("storage: update send %s: %w", s.ID, err)
 	}
 	return nil
+}
+
+// encodeNewSend fills a new send's times and encodes it. Sends are encoded
+// before the write transaction: the group commit runs every caller's
+// function on one goroutine, so JSON work done there is serial.
+func (db *DB) encodeNewSend(s *Send) ([]byte, error) {
+	if s.CreatedAt.IsZero() {
+		s.CreatedAt = db.now()
+	}
+	if s.UpdatedAt.IsZero() {
+		s.UpdatedAt = s.CreatedAt
+	}
+	s.CreatedAt, s.UpdatedAt = s.CreatedAt.UTC(), s.UpdatedAt.UTC()
+	return json.Marshal(s)
+}
+
+// createSendTx is CreateSend inside a caller's transaction; raw is s
+// encoded by encodeNewSend.
+func (db *DB) createSendTx(tx *bolt.Tx, s Send, raw []byte, jobs []JobSpec) (Send, bool, error) {
+	var old Send
+	found, err := getJSON(tx.Bucket(bucketSends), []byte(s.ID), &old)
+	if err != nil {
+		return Send{}, false, err
+	}
+	if found {
+		return old, false, nil
+	}
+	if err := putSendTx(tx, nil, s, raw); err != nil {
+		return Send{}, false, err
+	}
+	if _, err := db.enqueueJobsTx(tx, jobs); err != nil {
+		return Send{}, false, err
+	}
+	return s, true, nil
+}
+
+// sendKeys is the part of a stored send its index entries derive from:
+// decoding only these skips the rendered message on every update.
+type sendKeys struct {
+	ID                string    `json:"id"`
+	ProfileID         string    `json:"profile_id"`
+	Status            string    `json:"status"`
+	ProviderMessageID string    `json:"provider_message_id,omitempty"`
+	CreatedAt         time.Time `json:"created_at"`
+	UpdatedAt         time.Time `json:"updated_at"`
+}
+
+func (k sendKeys) send() Send {
+	return Send{ID: k.ID, ProfileID: k.ProfileID, Status: k.Status, ProviderMessageID: k.ProviderMessageID, CreatedAt: k.CreatedAt, UpdatedAt: k.UpdatedAt}
+}
+
+// updateSendTx is UpdateSend inside a caller's transaction. raw is s
+// encoded by the caller; it is encoded again only when the stored send
+// moves s's times.
+func (db *DB) updateSendTx(tx *bolt.Tx, s Send, raw []byte, jobs []JobSpec) error {
+	var k sendKeys
+	found, err := getJSON(tx.Bucket(bucketSends), []byte(s.ID), &k)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return ErrNotFound
+	}
+	old := k.send()
+	if !s.CreatedAt.Equal(old.CreatedAt) || !s.UpdatedAt.After(old.UpdatedAt) {
+		s.CreatedAt = old.CreatedAt
+		if !s.UpdatedAt.After(old.UpdatedAt) {
+			s.UpdatedAt = db.now().UTC()
+		}
+		raw = nil
+	}
+	if err := putSendTx(tx, &old, s, raw); err != nil {
+		return err
+	}
+	_, err = db.enqueueJobsTx(tx, jobs)
+	return err
 }
 
 func validSend(s Send) error {
@@ -107,9 +152,9 @@ func validSend(s Send) error {
 	return nil
 }
 
-// putSendTx writes s and moves its index entries away from those of old
-// (nil for a new send).
-func putSendTx(tx *bolt.Tx, old *Send, s Send) error {
+// putSendTx writes s (raw, when not nil, is s encoded) and moves its
+// index entries away from those of old (nil for a new send).
+func putSendTx(tx *bolt.Tx, old *Send, s Send, raw []byte) error {
 	byProfile := tx.Bucket(bucketSendsByProfile)
 	byStatus := tx.Bucket(bucketSendsByStatus)
 	byProvider := tx.Bucket(bucketSendsByProviderID)
@@ -130,7 +175,13 @@ func putSendTx(tx *bolt.Tx, old *Send, s Send) error {
 			}
 		}
 	}
-	if err := putJSON(tx.Bucket(bucketSends), []byte(s.ID), s); err != nil {
+	if raw == nil {
+		var err error
+		if raw, err = json.Marshal(s); err != nil {
+			return fmt.Errorf("encode send %s: %w", s.ID, err)
+		}
+	}
+	if err := tx.Bucket(bucketSends).Put([]byte(s.ID), raw); err != nil {
 		return err
 	}
 	if err := byProfile.Put(sendProfileKey(s), nil); err != nil {

@@ -386,6 +386,13 @@ type Outbox interface {
 	CreateSend(ctx context.Context, s Send, jobs ...JobSpec) (Send, bool, error)
 	// UpdateSend replaces a send (by id) and enqueues jobs atomically.
 	UpdateSend(ctx context.Context, s Send, jobs ...JobSpec) error
+	// CommitStep writes what a journey step decided (journey, jobs, a new
+	// send, the end of the step's job) in one transaction, returning the
+	// send as stored and whether it was created.
+	CommitStep(ctx context.Context, c StepCommit) (Send, bool, error)
+	// FinishSend replaces a send, appends records and enqueues jobs in one
+	// transaction (a send marked sent with its email_sent record).
+	FinishSend(ctx context.Context, s Send, in Ingest, jobs ...JobSpec) error
 	// Send returns one send.
 	Send(ctx context.Context, id string) (Send, error)
 	// SendByProviderMessageID finds a send by the provider's message id.

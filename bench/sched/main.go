@@ -22,6 +22,7 @@ import (
 	_ "net/http/pprof" // -pprof profiles the dispatch phase
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"github.com/nudge-email/nudge/app"
@@ -46,17 +47,18 @@ func main() {
 	dir := flag.String("dir", "", "work dir (default: a new temp dir, removed afterwards)")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long per phase")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this loopback address")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the dispatch phase to this file")
 	flag.Parse()
 	if *pprofAddr != "" {
 		go func() { _ = http.ListenAndServe(*pprofAddr, nil) }()
 	}
-	if err := run(*n, *dir, *timeout); err != nil {
+	if err := run(*n, *dir, *timeout, *cpuProfile); err != nil {
 		fmt.Fprintln(os.Stderr, "sched:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n int, dir string, timeout time.Duration) error {
+func run(n int, dir string, timeout time.Duration, cpuProfile string) error {
 	if dir == "" {
 		d, err := os.MkdirTemp("", "nudge-sched-")
 		if err != nil {
@@ -157,6 +159,16 @@ rules: ["rules/*.yaml"]
 	defer a.Close()
 	ctx, cancel = context.WithCancel(context.Background())
 	defer cancel()
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
 	t0 := time.Now()
 	go func() { done <- a.Serve(ctx, "127.0.0.1:0") }()
 	// Count sends by the log sender's outbox lines, reading only what
@@ -183,6 +195,9 @@ rules: ["rules/*.yaml"]
 		}
 	}
 	elapsed := time.Since(t0)
+	if cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	cancel()
 	<-done
 	c, _ := a.Store.CountJobs(context.Background())

@@ -140,10 +140,11 @@ func batchSize(n int) int {
 	return n
 }
 
-// Recover returns jobs a crash left running to retryable, as
-// scheduler.Run does when it starts; RunUntil does not do it by itself.
+// Recover returns jobs a crash left running to retryable and marks sends
+// left "sending" unknown, as scheduler.Run does when it starts; RunUntil
+// does not do it by itself.
 func (h *Harness) Recover(ctx context.Context) (int, error) {
-	return h.Store.RecoverJobs(ctx, h.Clock.Now())
+	return h.Scheduler.Recover(ctx)
 }
 
 // Close closes the store.

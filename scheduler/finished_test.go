@@ -1,0 +1,86 @@
+package scheduler_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nudge-email/nudge/clock"
+	"github.com/nudge-email/nudge/scheduler"
+	"github.com/nudge-email/nudge/storage"
+)
+
+// A handler that ends its job in its own transaction answers Finished;
+// the scheduler must then write nothing more for the job (a FinishJob on
+// a job that is gone would fail and log an error every time).
+func TestFinishedHandlerEndsItsOwnJob(t *testing.T) {
+	t.Parallel()
+	fc := clock.NewFake(t0)
+	db := openStore(t, filepath.Join(t.TempDir(), "s.db"), fc)
+	defer db.Close()
+	ctx := context.Background()
+	var states []storage.JobState
+	s := scheduler.New(db, scheduler.Options{Clock: fc, OnFinish: func(_ storage.Job, st storage.JobState, _ time.Duration) {
+		states = append(states, st)
+	}})
+	s.Handle("self", func(ctx context.Context, j storage.Job) error {
+		// CommitStep is the store's way to end a job with other writes.
+		_, _, err := db.CommitStep(ctx, storage.StepCommit{
+			Journey:     storage.Journey{ID: "j1", Rule: "r", ProfileID: "p1", Status: storage.JourneyCompleted},
+			CompleteJob: j.ID,
+		})
+		if err != nil {
+			return err
+		}
+		return scheduler.Finished()
+	})
+	if _, err := s.Enqueue(ctx, storage.JobSpec{Kind: "self", DueAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.RunDue(ctx, t0)
+	if err != nil || n != 1 {
+		t.Fatalf("RunDue = %d, %v", n, err)
+	}
+	counts, err := db.CountJobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts[storage.JobCompleted] != 1 || counts[storage.JobRunning] != 0 || counts[storage.JobRetryable] != 0 {
+		t.Errorf("jobs = %v, want one completed and nothing running or retryable", counts)
+	}
+	if len(states) != 1 || states[0] != storage.JobCompleted {
+		t.Errorf("OnFinish saw %v, want [completed]", states)
+	}
+	if n, _ := s.RunDue(ctx, t0.Add(time.Hour)); n != 0 {
+		t.Errorf("%d jobs ran again", n)
+	}
+}
+
+// OnStart functions run on Recover, after jobs left running are back,
+// and a failing one stops Run from starting.
+func TestOnStartRunsAtRecoverAndCanStopRun(t *testing.T) {
+	t.Parallel()
+	fc := clock.NewFake(t0)
+	db := openStore(t, filepath.Join(t.TempDir(), "s.db"), fc)
+	defer db.Close()
+	ctx := context.Background()
+	s := scheduler.New(db, scheduler.Options{Clock: fc})
+	calls := 0
+	s.OnStart(func(context.Context) error { calls++; return nil })
+	if _, err := s.Recover(ctx); err != nil || calls != 1 {
+		t.Fatalf("Recover: calls=%d err=%v", calls, err)
+	}
+	boom := errors.New("boom")
+	s2 := scheduler.New(db, scheduler.Options{Clock: fc})
+	s2.OnStart(func(context.Context) error { return boom })
+	if err := s2.Run(ctx); !errors.Is(err, boom) {
+		t.Fatalf("Run = %v, want the start error", err)
+	}
+	select {
+	case <-s2.Running():
+		t.Error("a scheduler whose start failed reports running")
+	default:
+	}
+}

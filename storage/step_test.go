@@ -1,0 +1,124 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nudge-email/nudge/behavior"
+)
+
+func TestCommitStepWritesEverythingOrNothing(t *testing.T) {
+	ctx := context.Background()
+	db, clk := openOutboxDB(t)
+	stepJob := JobSpec{Kind: "step", UniqueKey: "step:j1:1", DueAt: clk.Now()}
+	if _, err := db.EnqueueJobs(ctx, stepJob); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := db.ClaimDueJobs(ctx, clk.Now(), 1)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim: %v %v", claimed, err)
+	}
+	j := Journey{ID: "j1", Rule: "cart", ProfileID: "p1", Step: 2, Status: JourneyWaiting, DueAt: clk.Now().Add(time.Hour)}
+	send := Send{ID: "s1", JourneyID: "j1", Rule: "cart", Step: 1, ProfileID: "p1", Email: "ann@example.com", Status: SendSending, Attempts: 1, Message: []byte(`{"subject":"hi"}`)}
+	next := JobSpec{Kind: "step", UniqueKey: "step:j1:2", DueAt: clk.Now().Add(time.Hour)}
+	sendJob := JobSpec{Kind: "send", UniqueKey: "send:s1"}
+
+	got, created, err := db.CommitStep(ctx, StepCommit{Journey: j, Jobs: []JobSpec{next}, Send: &send, SendJobs: []JobSpec{sendJob}, CompleteJob: claimed[0].ID})
+	if err != nil || !created {
+		t.Fatalf("CommitStep: created=%v err=%v", created, err)
+	}
+	if !got.CreatedAt.Equal(clk.Now()) || got.Status != SendSending {
+		t.Errorf("stored send %+v", got)
+	}
+	if s, err := db.Send(ctx, "s1"); err != nil || string(s.Message) != `{"subject":"hi"}` {
+		t.Errorf("Send = %+v, %v", s, err)
+	}
+	if ids := statusIndex(t, db, SendSending); len(ids) != 1 || ids[0] != "s1" {
+		t.Errorf("status index %v", ids)
+	}
+	if stored, err := db.Journey(ctx, "j1"); err != nil || stored.Step != 2 {
+		t.Errorf("Journey = %+v, %v", stored, err)
+	}
+	if _, err := db.Job(ctx, claimed[0].ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the step's job still exists: %v", err)
+	}
+	counts, _ := db.CountJobs(ctx)
+	if counts[JobCompleted] != 1 || counts[JobScheduled] != 2 {
+		t.Errorf("jobs %v, want 1 completed and 2 scheduled (next step, send)", counts)
+	}
+
+	// A replay keeps the first send and enqueues no second send job.
+	again := send
+	again.Status = SendPending
+	got, created, err = db.CommitStep(ctx, StepCommit{Journey: j, Send: &again, SendJobs: []JobSpec{{Kind: "send", UniqueKey: "send:s1:other"}}})
+	if err != nil || created || got.Status != SendSending {
+		t.Fatalf("replay: %+v created=%v err=%v", got, created, err)
+	}
+	if counts, _ := db.CountJobs(ctx); counts[JobScheduled] != 2 {
+		t.Errorf("replay enqueued a job: %v", counts)
+	}
+
+	// Ending a job that is not running fails the whole commit: the
+	// journey and send it carried are not written.
+	j3 := Journey{ID: "j3", Rule: "cart", ProfileID: "p3", Status: JourneyCompleted}
+	s3 := Send{ID: "s3", ProfileID: "p3", Status: SendSending}
+	if _, _, err := db.CommitStep(ctx, StepCommit{Journey: j3, Send: &s3, CompleteJob: claimed[0].ID}); err == nil {
+		t.Fatal("CommitStep ended a job that is gone")
+	}
+	if _, err := db.Journey(ctx, "j3"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("journey of a failed commit stored: %v", err)
+	}
+	if _, err := db.Send(ctx, "s3"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("send of a failed commit stored: %v", err)
+	}
+	if _, _, err := db.CommitStep(ctx, StepCommit{Journey: Journey{ID: "j4"}}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("journey without rule and profile: %v", err)
+	}
+}
+
+func TestFinishSendMarksSentWithItsRecord(t *testing.T) {
+	ctx := context.Background()
+	db, clk := openOutboxDB(t)
+	s := Send{ID: "s1", JourneyID: "j1", Rule: "cart", Step: 1, ProfileID: "p1", Email: "ann@example.com", Status: SendSending, Attempts: 1}
+	stored, _, err := db.CreateSend(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Second)
+	done := stored
+	done.Status, done.ProviderMessageID, done.SentAt, done.UpdatedAt = SendSent, "<msg-1@mg>", clk.Now(), clk.Now()
+	rec := behavior.Record{ID: "sent-s1", Kind: behavior.EmailSent, Source: "nudge", At: clk.Now(), Email: "ann@example.com"}
+	if err := db.FinishSend(ctx, done, Ingest{Records: []behavior.Record{rec}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.Send(ctx, "s1")
+	if err != nil || got.Status != SendSent || !got.CreatedAt.Equal(stored.CreatedAt) || !got.UpdatedAt.Equal(clk.Now()) {
+		t.Errorf("Send = %+v, %v", got, err)
+	}
+	if ids := statusIndex(t, db, SendSending); len(ids) != 0 {
+		t.Errorf("still indexed as sending: %v", ids)
+	}
+	if byProvider, err := db.SendByProviderMessageID(ctx, "msg-1@mg"); err != nil || byProvider.ID != "s1" {
+		t.Errorf("by provider id: %+v %v", byProvider, err)
+	}
+	if _, err := db.Record(ctx, "sent-s1"); err != nil {
+		t.Errorf("email_sent record: %v", err)
+	}
+
+	// A send that is gone (forgotten) takes its record with it: nothing.
+	gone := done
+	gone.ID = "nope"
+	rec2 := rec
+	rec2.ID = "sent-nope"
+	if err := db.FinishSend(ctx, gone, Ingest{Records: []behavior.Record{rec2}}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("FinishSend of a missing send = %v", err)
+	}
+	if _, err := db.Record(ctx, "sent-nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("record of a failed FinishSend stored: %v", err)
+	}
+	if err := db.FinishSend(ctx, done, Ingest{Delivery: &Delivery{Source: "x"}}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("FinishSend with a raw delivery = %v", err)
+	}
+}
