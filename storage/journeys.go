@@ -63,11 +63,17 @@ func (db *DB) putJourneyTx(tx *bolt.Tx, j Journey, raw []byte, jobs []JobSpec) e
 	if err := b.Put([]byte(j.ID), raw); err != nil {
 		return err
 	}
-	if err := byProfile.Put(join([]byte(j.ProfileID), []byte(j.ID)), nil); err != nil {
-		return err
+	// Re-putting an unchanged index key would still rewrite its page (a
+	// random leaf per journey update), so only changed entries are put.
+	if !found || old.ProfileID != j.ProfileID {
+		if err := byProfile.Put(join([]byte(j.ProfileID), []byte(j.ID)), nil); err != nil {
+			return err
+		}
 	}
-	if err := byRule.Put(join([]byte(j.Rule), []byte(j.ID)), nil); err != nil {
-		return err
+	if !found || old.Rule != j.Rule {
+		if err := byRule.Put(join([]byte(j.Rule), []byte(j.ID)), nil); err != nil {
+			return err
+		}
 	}
 	_, err = db.enqueueJobsTx(tx, jobs)
 	return err

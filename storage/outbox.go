@@ -158,18 +158,29 @@ func putSendTx(tx *bolt.Tx, old *Send, s Send, raw []byte) error {
 	byProfile := tx.Bucket(bucketSendsByProfile)
 	byStatus := tx.Bucket(bucketSendsByStatus)
 	byProvider := tx.Bucket(bucketSendsByProviderID)
+	// An index entry that does not change is left alone: putting the same
+	// key again would still rewrite its page.
+	newProfileKey, newStatusKey, newProvider := sendProfileKey(s), sendStatusKey(s), providerKey(s.ProviderMessageID)
+	keepProfile, keepStatus, keepProvider := false, false, false
 	if old != nil {
-		if err := byProfile.Delete(sendProfileKey(*old)); err != nil {
-			return err
+		oldProfileKey, oldStatusKey := sendProfileKey(*old), sendStatusKey(*old)
+		if keepProfile = bytes.Equal(oldProfileKey, newProfileKey); !keepProfile {
+			if err := byProfile.Delete(oldProfileKey); err != nil {
+				return err
+			}
 		}
-		if err := byStatus.Delete(sendStatusKey(*old)); err != nil {
-			return err
+		if keepStatus = bytes.Equal(oldStatusKey, newStatusKey); !keepStatus {
+			if err := byStatus.Delete(oldStatusKey); err != nil {
+				return err
+			}
 		}
-		if p := providerKey(old.ProviderMessageID); p != nil && old.ProviderMessageID != s.ProviderMessageID {
-			// Only drop the entry if it still points at this send: a
-			// provider id is unique, but be defensive about stale data.
+		if p := providerKey(old.ProviderMessageID); p != nil {
+			// Only touch the entry if it points at this send: a provider id
+			// is unique, but be defensive about stale data.
 			if string(byProvider.Get(p)) == old.ID {
-				if err := byProvider.Delete(p); err != nil {
+				if bytes.Equal(p, newProvider) {
+					keepProvider = true
+				} else if err := byProvider.Delete(p); err != nil {
 					return err
 				}
 			}
@@ -184,14 +195,18 @@ func putSendTx(tx *bolt.Tx, old *Send, s Send, raw []byte) error {
 	if err := tx.Bucket(bucketSends).Put([]byte(s.ID), raw); err != nil {
 		return err
 	}
-	if err := byProfile.Put(sendProfileKey(s), nil); err != nil {
-		return err
+	if !keepProfile {
+		if err := byProfile.Put(newProfileKey, nil); err != nil {
+			return err
+		}
 	}
-	if err := byStatus.Put(sendStatusKey(s), nil); err != nil {
-		return err
+	if !keepStatus {
+		if err := byStatus.Put(newStatusKey, nil); err != nil {
+			return err
+		}
 	}
-	if p := providerKey(s.ProviderMessageID); p != nil {
-		if err := byProvider.Put(p, []byte(s.ID)); err != nil {
+	if newProvider != nil && !keepProvider {
+		if err := byProvider.Put(newProvider, []byte(s.ID)); err != nil {
 			return err
 		}
 	}

@@ -35,6 +35,12 @@ type Sender struct {
 	dir    string
 	logger *slog.Logger
 	mu     sync.Mutex // one writer at a time keeps JSON lines whole
+	// out is outbox.log, kept open between sends (opening, creating the
+	// dir and closing cost more than the write); outInfo identifies the
+	// file it has open, so a rotated or deleted outbox.log is noticed and
+	// a new one started.
+	out     *os.File
+	outInfo os.FileInfo
 }
 
 // New returns a Sender writing into dir (created on first send); a nil
@@ -67,24 +73,21 @@ func (s *Sender) Send(ctx context.Context, m connectors.Message) (connectors.Res
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := os.MkdirAll(s.dir, 0o700); err != nil {
-		return connectors.Result{}, fmt.Errorf("logsender: %w", err)
-	}
 	if m.HTML != "" {
+		if err := os.MkdirAll(s.dir, 0o700); err != nil {
+			return connectors.Result{}, fmt.Errorf("logsender: %w", err)
+		}
 		if err := os.WriteFile(filepath.Join(s.dir, m.SendID+".html"), []byte(m.HTML), 0o600); err != nil {
 			return connectors.Result{}, fmt.Errorf("logsender: write html: %w", err)
 		}
 	}
-	f, err := os.OpenFile(filepath.Join(s.dir, OutboxFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	f, err := s.outbox()
 	if err != nil {
-		return connectors.Result{}, fmt.Errorf("logsender: open outbox: %w", err)
+		return connectors.Result{}, err
 	}
 	if _, err := f.Write(append(line, '\n')); err != nil {
-		_ = f.Close()
+		s.closeOutbox()
 		return connectors.Result{}, fmt.Errorf("logsender: append outbox: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return connectors.Result{}, fmt.Errorf("logsender: close outbox: %w", err)
 	}
 	what := m.Subject
 	if m.TemplateID != "" {
@@ -94,6 +97,53 @@ func (s *Sender) Send(ctx context.Context, m connectors.Message) (connectors.Res
 		"send_id", m.SendID, "to", Mask(m.To.Email), "subject", what, "tags", strings.Join(m.Tags, ","),
 		"file", filepath.Join(s.dir, OutboxFile))
 	return connectors.Result{Provider: Name, ProviderMessageID: "log-" + m.SendID}, nil
+}
+
+// outbox returns outbox.log open for appending, reopening it when the
+// file at the path is no longer the one open (rotated, deleted,
+// rewritten by Forget). Call with mu held.
+func (s *Sender) outbox() (*os.File, error) {
+	path := filepath.Join(s.dir, OutboxFile)
+	if s.out != nil {
+		if fi, err := os.Stat(path); err == nil && os.SameFile(fi, s.outInfo) {
+			return s.out, nil
+		}
+		s.closeOutbox()
+	}
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("logsender: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("logsender: open outbox: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("logsender: open outbox: %w", err)
+	}
+	s.out, s.outInfo = f, fi
+	return f, nil
+}
+
+// closeOutbox drops the open outbox.log. Call with mu held.
+func (s *Sender) closeOutbox() {
+	if s.out != nil {
+		_ = s.out.Close()
+		s.out, s.outInfo = nil, nil
+	}
+}
+
+// Close closes outbox.log; a later Send opens it again.
+func (s *Sender) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.out == nil {
+		return nil
+	}
+	err := s.out.Close()
+	s.out, s.outInfo = nil, nil
+	return err
 }
 
 // Mask hides most of an address's local part: ann@example.com →
@@ -174,5 +224,6 @@ func (s *Sender) Forget(ctx context.Context, emails, sendIDs []string) error {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("logsender: forget: %w", err)
 	}
+	s.closeOutbox() // it points at the old file
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -164,5 +165,65 @@ func TestForgetRemovesLinesAndFiles(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "s2.html")); err != nil {
 		t.Fatalf("s2.html gone: %v", err)
+	}
+}
+
+// outbox.log stays open between sends; a rotated or removed file must
+// still be noticed, and Forget's rewrite must not leave sends going to
+// the replaced file.
+func TestSendFollowsRotatedAndRewrittenOutbox(t *testing.T) {
+	dir := t.TempDir()
+	s := New(dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer s.Close()
+	ctx := context.Background()
+	msg := func(id, to string) connectors.Message {
+		return connectors.Message{SendID: id, To: connectors.Address{Email: to}, Subject: "hi"}
+	}
+	lines := func(name string) int {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bytes.Count(b, []byte("\n"))
+	}
+	for _, id := range []string{"s1", "s2"} {
+		if _, err := s.Send(ctx, msg(id, "ann@example.com")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Rename(filepath.Join(dir, OutboxFile), filepath.Join(dir, OutboxFile+".1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Send(ctx, msg("s3", "bob@example.com")); err != nil {
+		t.Fatal(err)
+	}
+	if got := lines(OutboxFile + ".1"); got != 2 {
+		t.Errorf("rotated file has %d lines, want 2", got)
+	}
+	if got := lines(OutboxFile); got != 1 {
+		t.Errorf("new outbox.log has %d lines, want 1", got)
+	}
+	if err := s.Forget(ctx, []string{"bob@example.com"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Send(ctx, msg("s4", "cy@example.com")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, OutboxFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte("bob@")) || !bytes.Contains(b, []byte(`"s4"`)) || bytes.Count(b, []byte("\n")) != 1 {
+		t.Errorf("after forget and a send, outbox.log = %q", b)
+	}
+	if err := os.Remove(filepath.Join(dir, OutboxFile)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Send(ctx, msg("s5", "cy@example.com")); err != nil {
+		t.Fatal(err)
+	}
+	if got := lines(OutboxFile); got != 1 {
+		t.Errorf("recreated outbox.log has %d lines, want 1", got)
 	}
 }
