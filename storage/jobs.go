@@ -85,7 +85,11 @@ func (db *DB) ClaimDueJobs(ctx context.Context, now time.Time, limit int) ([]Job
 		limit = 1
 	}
 	var out []Job
-	err := db.update(ctx, func(tx *bolt.Tx) error {
+	// Group-committed with the handlers' own writes: a claim of its own
+	// would take the writer and an fsync for itself between their
+	// commits. The function may run again (a failed batch); it starts
+	// from nothing each time.
+	err := db.batch(ctx, func(tx *bolt.Tx) error {
 		out = out[:0]
 		jobs := tx.Bucket(bucketJobs)
 		due := tx.Bucket(bucketJobsDue)
