@@ -69,6 +69,13 @@ func (d *Dispatcher) irrelevant(ctx context.Context, s dispatch.StepSend) (strin
 		if s.Profile.ID == "" {
 			return "", nil
 		}
+		// The profile keeps the time of its latest order (every append
+		// and merge moves it forward): without one at or after the
+		// trigger there is nothing to look up. Reading the records would
+		// decode at least the trigger itself, on every due step.
+		if last := s.Profile.LastAt[behavior.OrderPlaced]; last.Before(t.At) {
+			return "", nil
+		}
 		orders, err := d.store.RecordsByProfile(ctx, s.Profile.ID, storage.RecordQuery{
 			Since: t.At, Kinds: []behavior.Kind{behavior.OrderPlaced}, Limit: 1,
 		})

@@ -182,6 +182,11 @@ func TestGatePolicies(t *testing.T) {
 			s := h.step(p, tr, "j1", 1)
 			if tt.setup != nil {
 				tt.setup(h, p, &s)
+				// The engine hands the dispatcher the profile as it stands
+				// when the step runs, after whatever setup appended.
+				fresh, err := h.db.Profile(h.ctx, p.ID)
+				require.NoError(t, err)
+				s.Profile = fresh
 			}
 			before, err := h.db.ListSends(h.ctx, "", 0)
 			require.NoError(t, err)
