@@ -4,13 +4,21 @@
 //
 // # Flow
 //
-// The journey engine calls [Dispatcher.Dispatch] when a step is due. It
-// never talks to a provider: it runs the gate, renders the message and, in
-// one store transaction, writes the outbox entry (status pending, the
-// rendered [connectors.Message] as JSON) together with a [JobSend] job.
-// The scheduler then runs [Dispatcher.HandleSend], which moves the entry
-// through pending → sending → sent | retrying | dead | unknown and, on
-// success, appends an email_sent record.
+// When a step is due the journey engine calls [Dispatcher.Plan]: it runs
+// the gate and renders the message but writes nothing. The engine then
+// commits, in one store transaction ([storage.DB.CommitStep]), the outbox
+// entry (already "sending", attempt 1, with the rendered
+// [connectors.Message] as JSON), the journey's move to its next step and
+// the end of the step's job, and calls [Dispatcher.Deliver] right away,
+// outside the profile's lock. Deliver makes the provider call and, in one
+// more transaction ([storage.DB.FinishSend]), marks the entry sent with
+// its email_sent record. So a due step costs two commits.
+//
+// A retryable failure moves the entry to retrying with a [JobSend] job,
+// which the scheduler runs through [Dispatcher.HandleSend]: sending → sent
+// | retrying | dead | unknown, as for entries written by
+// [Dispatcher.Dispatch] (the older path, kept for callers that want the
+// entry and its job written for them) and for the admin's retry.
 //
 // Send ids are deterministic per journey step ([SendID]), so a Dispatch
 // retried after a crash finds the existing entry instead of creating a
@@ -31,15 +39,21 @@
 //     higher-priority step of the same profile is due within a minute and
 //     would need the last free slot.
 //
-// Suppression and consent are checked again just before the provider call,
-// so an unsubscribe that lands between dispatch and delivery still wins.
+// On the job path (retries, the admin's retry) suppression and consent are
+// checked again just before the provider call, so an unsubscribe that
+// lands between dispatch and delivery still wins; an inline delivery
+// follows its gate within the same step.
 //
 // # Exactly once
 //
-// A send found in status sending when its job starts was interrupted after
-// the request may have reached the provider. Neither SendGrid nor Mailgun
-// offers an idempotency key, so there is no way to ask whether it went out:
-// such a send is marked unknown and never repeated.
+// A send still "sending" after the process restarts, or found sending
+// when its job starts, was interrupted after the request may have reached
+// the provider. Neither SendGrid nor Mailgun offers an idempotency key, so
+// there is no way to ask whether it went out: such a send is marked
+// unknown ([Dispatcher.Recover] runs when the scheduler starts) and never
+// repeated. How many a crash leaves depends on how many deliveries were
+// between their two commits at that moment: at most the scheduler's
+// workers, a few in practice.
 //
 // Provider answers: 429 and 5xx are retried with exponential backoff and
 // jitter ([DefaultBackoff]), waiting at least as long as Retry-After or
