@@ -94,7 +94,10 @@ type Planner interface {
 	// Deliver hands a send the engine committed in the "sending" state to
 	// its provider and records the result. It must not be called while
 	// the profile is locked: the provider call may take seconds.
-	Deliver(ctx context.Context, send storage.Send) error
+	// evaluateSent says whether a rule reacts to email_sent (as trigger or
+	// exit); if none does, the email_sent record is stored without an
+	// evaluation job, which would find nothing to do.
+	Deliver(ctx context.Context, send storage.Send, evaluateSent bool) error
 }
 
 // Observer sees every new record once the rules have evaluated it.

@@ -661,3 +661,48 @@ steps:
 	require.NoError(t, err)
 	require.Equal(t, storage.JourneyCompleted, done.Status, "%v", actions(done))
 }
+
+// A rule triggered by email_sent still sees the records the sender
+// appends; without one, no evaluation job is left for them.
+func TestEmailSentIsEvaluatedOnlyWhenARuleReacts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const first = `
+id: first
+trigger: { event: checkout_started }
+steps:
+  - { wait: 1h, send: { template: d-first } }
+`
+	const followUp = `
+id: follow-up
+trigger: { event: email_sent }
+steps:
+  - { wait: 1h, send: { template: d-follow-up } }
+`
+	for _, tc := range []struct {
+		rules []string
+		want  []string
+	}{
+		{[]string{first}, []string{"d-first"}},
+		{[]string{first, followUp}, []string{"d-first", "d-follow-up"}},
+	} {
+		h := newHarness(t, ruleSet(t, tc.rules...), config.Policies{RequireConsent: true})
+		require.NoError(t, h.Ingest(ctx, checkout("c1", "ann@example.com", t0)))
+		// first sends at 1h, follow-up at 2h (whose own email_sent would
+		// start another at 3h).
+		_, err := h.RunUntil(ctx, t0.Add(150*time.Minute))
+		require.NoError(t, err)
+		var got []string
+		for _, m := range h.Recorder.Messages() {
+			got = append(got, m.Message.TemplateID)
+		}
+		require.Equal(t, tc.want, got)
+		if len(tc.rules) == 1 {
+			counts, err := h.Store.CountJobs(ctx)
+			require.NoError(t, err)
+			require.Zero(t, counts[storage.JobScheduled]+counts[storage.JobRetryable]+counts[storage.JobRunning], "jobs left: %v", counts)
+			// The checkout's evaluation and the step: none for email_sent.
+			require.Equal(t, 2, counts[storage.JobCompleted], "jobs run: %v", counts)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nudge-email/nudge/behavior"
 	"github.com/nudge-email/nudge/dispatch"
 	"github.com/nudge-email/nudge/scheduler"
 	"github.com/nudge-email/nudge/storage"
@@ -138,7 +139,9 @@ func (e *Engine) runStep(ctx context.Context, p StepPayload, jobID uint64) error
 		}
 		unlock()
 		if created && sent.Status == storage.SendSending {
-			if err := planner.Deliver(ctx, sent); err != nil {
+			set := e.set.Load()
+			evaluateSent := len(set.Triggered(behavior.EmailSent)) > 0 || set.HasExit(behavior.EmailSent)
+			if err := planner.Deliver(ctx, sent, evaluateSent); err != nil {
 				// The journey and the send are stored; the send stays
 				// "sending" and becomes unknown at the next start.
 				e.opts.Logger.Error("deliver failed", "rule", r.ID, "journey_id", j.ID, "step", n, "send_id", sent.ID, "error", err)

@@ -101,7 +101,7 @@ func (d *Dispatcher) deliver(ctx context.Context, id string) error {
 // Deliver hands a send the engine committed in the "sending" state
 // (attempt 1, see Plan) to its provider and records the result; a
 // retryable failure enqueues the send job that retries it.
-func (d *Dispatcher) Deliver(ctx context.Context, send storage.Send) error {
+func (d *Dispatcher) Deliver(ctx context.Context, send storage.Send, evaluateSent bool) error {
 	if send.Status != storage.SendSending {
 		return fmt.Errorf("sending: deliver %s: %w: it is %s, not sending", send.ID, ErrState, send.Status)
 	}
@@ -115,7 +115,12 @@ func (d *Dispatcher) Deliver(ctx context.Context, send storage.Send) error {
 		send.Status, send.Reason, send.LastError = storage.SendSent, "", ""
 		send.ProviderMessageID, send.SentAt = res.ProviderMessageID, d.now()
 		send.UpdatedAt = send.SentAt
-		err := d.store.FinishSend(ctx, send, storage.Ingest{Records: []behavior.Record{sentRecord(send)}})
+		in := storage.Ingest{Records: []behavior.Record{sentRecord(send)}}
+		if !evaluateSent {
+			// The record occurred before this: no evaluation job.
+			in.EvaluateSince = send.SentAt.Add(time.Nanosecond)
+		}
+		err := d.store.FinishSend(ctx, send, in)
 		mu.Unlock()
 		if err != nil {
 			return fmt.Errorf("sending: record success of %s: %w", send.ID, err)

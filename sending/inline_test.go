@@ -37,7 +37,7 @@ func (h *harness) planned(email string) storage.Send {
 func TestPlanThenDeliverSendsOnceWithItsRecord(t *testing.T) {
 	h := newHarness(t)
 	s := h.planned("ann@example.com")
-	require.NoError(t, h.d.Deliver(h.ctx, s))
+	require.NoError(t, h.d.Deliver(h.ctx, s, true))
 
 	require.Equal(t, 1, h.sg.count())
 	got := h.send(s.ID)
@@ -68,7 +68,7 @@ func TestPlanThenDeliverSendsOnceWithItsRecord(t *testing.T) {
 	h.clk.Advance(24 * time.Hour)
 	h.runDue()
 	assert.Equal(t, 1, h.sg.count())
-	assert.Error(t, h.d.Deliver(h.ctx, h.send(s.ID)), "a sent send is not delivered again")
+	assert.Error(t, h.d.Deliver(h.ctx, h.send(s.ID), true), "a sent send is not delivered again")
 	assert.Equal(t, 1, h.sg.count())
 }
 
@@ -79,7 +79,7 @@ func TestInlineRateLimitIsRetriedByAJobAfterRetryAfter(t *testing.T) {
 		{status: http.StatusAccepted, header: map[string]string{"X-Message-Id": "after-limit"}},
 	}
 	s := h.planned("ann@example.com")
-	require.NoError(t, h.d.Deliver(h.ctx, s))
+	require.NoError(t, h.d.Deliver(h.ctx, s, true))
 	require.Equal(t, 1, h.sg.count())
 	got := h.send(s.ID)
 	assert.Equal(t, storage.SendRetrying, got.Status)
@@ -102,7 +102,7 @@ func TestInlinePermanentRejectionGoesToDead(t *testing.T) {
 	h := newHarness(t)
 	h.sg.responses = []sgResponse{{status: http.StatusBadRequest, body: `{"errors":[{"message":"bad template","field":"template_id"}]}`}}
 	s := h.planned("ann@example.com")
-	require.NoError(t, h.d.Deliver(h.ctx, s))
+	require.NoError(t, h.d.Deliver(h.ctx, s, true))
 	got := h.send(s.ID)
 	assert.Equal(t, storage.SendDead, got.Status)
 	assert.Equal(t, reasonRejected, got.Reason)
@@ -139,4 +139,25 @@ func statusIDs(t *testing.T, h *harness, status string) []string {
 		ids = append(ids, s.ID)
 	}
 	return ids
+}
+
+// The email_sent record gets an evaluation job only when a rule reacts
+// to email_sent; otherwise that job would find nothing to do.
+func TestDeliverEvaluatesEmailSentOnlyWhenARuleReacts(t *testing.T) {
+	for _, evaluate := range []bool{false, true} {
+		h := newHarness(t)
+		s := h.planned("ann@example.com")
+		before, err := h.db.CountJobs(h.ctx)
+		require.NoError(t, err)
+		require.NoError(t, h.d.Deliver(h.ctx, s, evaluate))
+		after, err := h.db.CountJobs(h.ctx)
+		require.NoError(t, err)
+		_, err = h.db.Record(h.ctx, behavior.DeriveID("email_sent", s.ID))
+		require.NoError(t, err, "the record is stored either way")
+		want := 0
+		if evaluate {
+			want = 1
+		}
+		assert.Equal(t, want, after[storage.JobScheduled]-before[storage.JobScheduled], "evaluate=%v: evaluation jobs enqueued", evaluate)
+	}
 }

@@ -75,7 +75,9 @@ type Ingest struct {
 	// occurred before it. Imports of history set it to the journey
 	// engine's trigger age (24 h): older records could start no journey,
 	// and a million pending evaluations would slow live webhooks for
-	// nothing; insights learn history at their next refit.
+	// nothing; insights learn history at their next refit. The sender
+	// sets it just after an email_sent record when no rule reacts to
+	// email_sent.
 	EvaluateSince time.Time
 }
 
