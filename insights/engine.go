@@ -40,6 +40,10 @@ type Options struct {
 	Clock clock.Clock
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
+	// ReleaseEvery is how many records a refit reads between two releases
+	// of the store's memory-mapped pages (storage.MappedReleaser); default
+	// 1024.
+	ReleaseEvery int
 }
 
 // Recommendation is a product to show someone, with its catalog facts.
@@ -55,12 +59,23 @@ type Recommendation struct {
 
 // fitted is what a refit learned; it is replaced whole, never mutated.
 type fitted struct {
+	// asOf is the refit's as-of time: the models hold every record that
+	// occurred and was received before it (see learned).
+	asOf       time.Time
 	bgnbd      *BGNBD
 	gg         *GammaGamma
 	replenish  map[string]ReplenishInterval
 	thresholds SegmentThresholds
 	shopHours  Histogram
-	bestHour   map[string]int // profile id → local hour
+}
+
+// learned reports whether the refit behind fit has read r: it read every
+// record that occurred before its as-of time and was in the store when it
+// got to the record's profile. A record received after the as-of time is
+// taken as unread (one received during the refit may have been read: it
+// then counts twice in the recommendation model until the next refit).
+func (fit *fitted) learned(r behavior.Record) bool {
+	return !fit.asOf.IsZero() && r.At.Before(fit.asOf) && !r.ReceivedAt.IsZero() && r.ReceivedAt.Before(fit.asOf)
 }
 
 // Engine runs the models over a store: Refit fits them on the history and
@@ -126,12 +141,42 @@ type history struct {
 	orders  []behavior.Record
 	rfm     RFM
 	buyer   bool
+	// bestHour is the profile's own best send hour, when known (a refit
+	// computes it; Observe keeps the stored one).
+	bestHour    int
+	hasBestHour bool
+}
+
+// newHistory summarizes one profile's records as of now.
+func (e *Engine) newHistory(p storage.Profile, recs []behavior.Record, now time.Time) history {
+	h := history{profile: p, records: recs, orders: Orders(recs)}
+	var ps []Purchase
+	for _, o := range h.orders {
+		ps = append(ps, Purchase{At: o.At, Value: float64(orderValue(o))})
+	}
+	h.rfm, h.buyer = Summarize(ps, now, e.location(p))
+	return h
+}
+
+// existedAt reports whether a profile has any history before now: a refit
+// as of now leaves out profiles whose first record came later (created
+// while it ran, or after a past as-of date).
+func existedAt(p storage.Profile, now time.Time) bool {
+	return p.FirstSeen.IsZero() || p.FirstSeen.Before(now)
 }
 
 // Refit fits every model on the records before now, scores every profile,
-// appends the derived records that are due and returns the report. It
-// holds each profile's records in memory for the duration: the design
-// target is a small shop (a few hundred thousand records).
+// appends the derived records that are due, saves the fit in the store
+// (see Restore) and returns the report.
+//
+// Its memory does not grow with the history: it reads the store one
+// profile at a time, twice — first to fit the models, keeping only a few
+// numbers per customer (their RFM summary and spend), then to score each
+// profile with the fitted models — and it writes scores and derived
+// records in batches as it goes. Every Options.ReleaseEvery records it
+// releases the store's memory-mapped pages it has read
+// (storage.MappedReleaser), so that reading a 2 GB file does not leave the
+// process 2 GB resident.
 func (e *Engine) Refit(ctx context.Context, now time.Time) (Report, error) {
 	return e.refit(ctx, now, true)
 }
@@ -143,68 +188,81 @@ func (e *Engine) Analyze(ctx context.Context, now time.Time) (Report, error) {
 	return e.refit(ctx, now, false)
 }
 
+// buyer is what the segment thresholds need of one customer.
+type buyer struct {
+	rfm   RFM
+	spend float64
+}
+
+// Batch sizes of a refit's writes.
+const (
+	scoreBatch   = 500 // profiles per SetScoresBatch
+	derivedBatch = 200 // derived records per Append
+)
+
 func (e *Engine) refit(ctx context.Context, now time.Time, write bool) (Report, error) {
-	var profiles []storage.Profile
-	if err := e.store.ScanProfiles(ctx, func(p storage.Profile) error {
-		profiles = append(profiles, p)
-		return nil
-	}); err != nil {
-		return Report{}, fmt.Errorf("insights: scan profiles: %w", err)
-	}
-	rep := Report{AsOf: now, Profiles: len(profiles), Segments: map[string]int{}, Derived: map[string]int{}}
+	rel := e.newReleaser(ctx)
+	defer rel.release()
+	rep := Report{AsOf: now, Segments: map[string]int{}, Derived: map[string]int{}}
 	rec := NewRecommender(e.opts.Recommender)
 	repl := NewReplenishModel()
-	fit := &fitted{bestHour: map[string]int{}}
-	hists := make([]history, 0, len(profiles))
-	personal := map[string]*Histogram{}
-	var rfms []RFM
-	var spends []SpendObservation
-	for _, p := range profiles {
+	fit := &fitted{asOf: now}
+	var buyers []buyer
+
+	// Pass 1: fit. Of each profile only its RFM summary and spend stay.
+	err := e.store.ScanProfiles(ctx, func(p storage.Profile) error {
+		if !existedAt(p, now) {
+			return nil
+		}
+		rep.Profiles++
 		recs, err := e.store.RecordsByProfile(ctx, p.ID, storage.RecordQuery{Until: now})
 		if errors.Is(err, storage.ErrNotFound) {
-			continue // forgotten or merged meanwhile
+			return nil // forgotten or merged meanwhile
 		}
 		if err != nil {
-			return Report{}, fmt.Errorf("insights: records of %s: %w", p.ID, err)
+			return fmt.Errorf("insights: records of %s: %w", p.ID, err)
 		}
 		rep.Records += len(recs)
-		loc := e.location(p)
-		h := history{profile: p, records: recs, orders: Orders(recs)}
-		var ps []Purchase
+		rel.read(len(recs))
+		h := e.newHistory(p, recs, now)
+		bought := map[string][]time.Time{}
 		for _, o := range h.orders {
-			ps = append(ps, Purchase{At: o.At, Value: float64(orderValue(o))})
 			for _, pid := range behavior.ProductIDs(o.Items) {
-				repl.Add(p.ID, pid, o.At)
+				bought[pid] = append(bought[pid], o.At)
 			}
 		}
-		h.rfm, h.buyer = Summarize(ps, now, loc)
+		repl.AddCustomer(p.ID, bought)
 		if h.buyer {
-			rfms = append(rfms, h.rfm)
-			spends = append(spends, SpendObservation{Frequency: h.rfm.Frequency, Mean: h.rfm.MonetaryValue})
+			buyers = append(buyers, buyer{rfm: h.rfm, spend: ordersValue(h.orders)})
 			rep.Customers++
 		}
-		var hist Histogram
+		loc := e.location(p)
 		for _, r := range recs {
-			rec.Add(r, p.ID)
+			rec.learn(r, p.ID)
 			if sendTimeSignal(r) {
-				hist[HourOfWeek(r.At, loc)]++
 				fit.shopHours[HourOfWeek(r.At, loc)]++
 			}
 		}
-		if hist.Total() > 0 {
-			personal[p.ID] = &hist
-		}
-		// The full history is read again, one profile at a time, when the
-		// profile is scored: holding every profile's records at once made
-		// the refit of a 1M-record store take 570 MB of heap.
-		h.records = nil
-		hists = append(hists, h)
+		rec.dropContext(p.ID)
+		return nil
+	})
+	if err != nil {
+		return Report{}, fmt.Errorf("insights: scan profiles: %w", err)
 	}
+	rel.release()
 
+	rfms := make([]RFM, len(buyers))
+	for i, b := range buyers {
+		rfms[i] = b.rfm
+	}
 	if b, err := FitBGNBD(rfms); err == nil {
 		fit.bgnbd, rep.BGNBD, rep.BGNBDStatus = &b, &b, ModelStatus{Confidence: ConfidenceOK}
 	} else {
 		rep.BGNBDStatus = ModelStatus{Confidence: ConfidenceLow, Note: err.Error()}
+	}
+	spends := make([]SpendObservation, len(buyers))
+	for i, b := range buyers {
+		spends[i] = SpendObservation{Frequency: b.rfm.Frequency, Mean: b.rfm.MonetaryValue}
 	}
 	if g, err := FitGammaGamma(spends); err == nil {
 		fit.gg, rep.GammaGamma, rep.GammaGammaStatus = &g, &g, ModelStatus{Confidence: ConfidenceOK}
@@ -221,74 +279,139 @@ func (e *Engine) refit(ctx context.Context, now time.Time, write bool) (Report, 
 	if hour, ok := fit.shopHours.BestHour(); ok {
 		rep.ShopBestHour, rep.SendTimeEvents = &hour, int(fit.shopHours.Total())
 	}
-	for id, h := range personal {
-		s := h.Shrunk(&fit.shopHours)
-		if hour, ok := s.BestHour(); ok {
-			fit.bestHour[id] = hour
-		}
-	}
-	var segIn []SegmentInput
-	for _, h := range hists {
-		segIn = append(segIn, segmentInput(h, now, fit))
+	segIn := make([]SegmentInput, 0, len(buyers))
+	for _, b := range buyers {
+		segIn = append(segIn, buyerSegmentInput(b.rfm, b.spend, fit))
 	}
 	fit.thresholds = FitSegmentThresholds(segIn)
+	buyers, repl = nil, nil // the pass-1 closure holds them
 	rep.SegmentThresholds = fit.thresholds
 	rep.Recommendation = RecommendationStats{Products: rec.Products(), Coverage: rec.Coverage()}
 
-	if !write {
-		for _, h := range hists {
-			if err := e.loadRecords(ctx, &h, now); err != nil {
-				return Report{}, err
-			}
-			_, seg := e.score(h, now, fit)
-			rep.Segments[seg]++
-		}
-		return rep, nil
+	if write {
+		e.mu.Lock()
+		e.rec, e.fit = rec, fit
+		e.mu.Unlock()
 	}
-	e.mu.Lock()
-	e.rec, e.fit = rec, fit
-	e.mu.Unlock()
 
-	var derived []behavior.Record
-	for _, h := range hists {
-		if err := e.loadRecords(ctx, &h, now); err != nil {
-			return Report{}, err
+	// Pass 2: score each profile with the fitted models, writing scores
+	// and derived records in batches.
+	w := refitWriter{e: e, rep: &rep}
+	err = e.store.ScanProfiles(ctx, func(p storage.Profile) error {
+		if !existedAt(p, now) {
+			return nil
 		}
-		scores, seg := e.score(h, now, fit)
-		if err := e.store.SetScores(ctx, h.profile.ID, scores, seg, now); err != nil {
-			if errors.Is(err, storage.ErrNotFound) {
-				continue
-			}
-			return Report{}, fmt.Errorf("insights: set scores of %s: %w", h.profile.ID, err)
+		recs, err := e.store.RecordsByProfile(ctx, p.ID, storage.RecordQuery{Until: now})
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
 		}
-		rep.Scored++
-		rep.Segments[seg]++
-		derived = append(derived, e.derive(ctx, h, now, fit, scores)...)
-	}
-	for _, d := range derived {
-		res, err := e.store.Append(ctx, storage.Ingest{Records: []behavior.Record{d}})
 		if err != nil {
-			return Report{}, fmt.Errorf("insights: append %s: %w", d.Kind, err)
+			return fmt.Errorf("insights: records of %s: %w", p.ID, err)
 		}
-		if len(res.New) > 0 {
-			rep.Derived[string(d.Kind)]++
+		rel.read(len(recs))
+		h := e.newHistory(p, recs, now)
+		h.bestHour, h.hasBestHour = personalBestHour(recs, e.location(p), &fit.shopHours)
+		scores, seg := e.score(h, now, fit)
+		if !write {
+			rep.Segments[seg]++
+			return nil
 		}
+		return w.add(ctx, storage.ScoreUpdate{ProfileID: p.ID, Scores: scores, Segment: seg, At: now}, e.derive(ctx, h, now, fit, scores))
+	})
+	if err == nil && write {
+		err = w.flush(ctx)
+	}
+	if err != nil {
+		return Report{}, err
+	}
+	if !write {
+		return rep, nil
 	}
 	e.mu.Lock()
 	e.report = rep
 	e.mu.Unlock()
+	if err := e.save(ctx, rep, fit, rec); err != nil {
+		// The fit is live; only the next start refits instead of reusing it.
+		e.log.Warn("insights: fit not saved", "error", err)
+	}
 	return rep, nil
 }
 
-// loadRecords reads one profile's records before now into h for scoring;
-// a profile forgotten meanwhile scores on no records.
-func (e *Engine) loadRecords(ctx context.Context, h *history, now time.Time) error {
-	recs, err := e.store.RecordsByProfile(ctx, h.profile.ID, storage.RecordQuery{Until: now})
-	if err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return fmt.Errorf("insights: records of %s: %w", h.profile.ID, err)
+// refitWriter batches a refit's writes: scores (SetScoresBatch) and
+// derived records (one Append per batch), counting what was written in
+// the report.
+type refitWriter struct {
+	e       *Engine
+	rep     *Report
+	updates []storage.ScoreUpdate
+	derived []behavior.Record
+}
+
+func (w *refitWriter) add(ctx context.Context, u storage.ScoreUpdate, derived []behavior.Record) error {
+	w.updates = append(w.updates, u)
+	w.derived = append(w.derived, derived...)
+	if len(w.updates) >= scoreBatch || len(w.derived) >= derivedBatch {
+		return w.flush(ctx)
 	}
-	h.records = recs
 	return nil
+}
+
+func (w *refitWriter) flush(ctx context.Context) error {
+	if len(w.updates) > 0 {
+		done, err := w.e.store.SetScoresBatch(ctx, w.updates)
+		if err != nil {
+			return fmt.Errorf("insights: set scores: %w", err)
+		}
+		for i, ok := range done {
+			if ok {
+				w.rep.Scored++
+				w.rep.Segments[w.updates[i].Segment]++
+			}
+		}
+		w.updates = w.updates[:0]
+	}
+	if len(w.derived) > 0 {
+		ours := make(map[string]bool, len(w.derived))
+		for _, d := range w.derived {
+			ours[d.ID] = true
+		}
+		res, err := w.e.store.Append(ctx, storage.Ingest{Records: w.derived})
+		if err != nil {
+			return fmt.Errorf("insights: append derived records: %w", err)
+		}
+		for _, r := range res.New {
+			if ours[r.ID] {
+				w.rep.Derived[string(r.Kind)]++
+			}
+		}
+		w.derived = w.derived[:0]
+	}
+	return nil
+}
+
+// personalBestHour is a profile's best send hour from its own events
+// shrunk toward the shop's; ok is false without events of its own.
+func personalBestHour(recs []behavior.Record, loc *time.Location, shop *Histogram) (int, bool) {
+	var hist Histogram
+	for _, r := range recs {
+		if sendTimeSignal(r) {
+			hist[HourOfWeek(r.At, loc)]++
+		}
+	}
+	if hist.Total() == 0 {
+		return 0, false
+	}
+	s := hist.Shrunk(shop)
+	return s.BestHour()
+}
+
+// ordersValue is the total value of orders.
+func ordersValue(orders []behavior.Record) float64 {
+	var v float64
+	for _, o := range orders {
+		v += float64(orderValue(o))
+	}
+	return v
 }
 
 // sendTimeSignal reports whether a record shows when the person reads and
@@ -312,20 +435,24 @@ func (e *Engine) reportInterval(ctx context.Context, ri ReplenishInterval) Repor
 	return out
 }
 
-func segmentInput(h history, now time.Time, fit *fitted) SegmentInput {
-	in := SegmentInput{Orders: len(h.orders)}
+func segmentInput(h history, fit *fitted) SegmentInput {
 	if !h.buyer {
-		in.Orders = 0
-		return in
+		return SegmentInput{}
 	}
-	in.Orders = h.rfm.Frequency + 1
-	in.SinceFirst = time.Duration(h.rfm.T * 7 * 24 * float64(time.Hour))
-	in.SinceLast = time.Duration((h.rfm.T - h.rfm.Recency) * 7 * 24 * float64(time.Hour))
-	for _, o := range h.orders {
-		in.Spend += float64(orderValue(o))
+	return buyerSegmentInput(h.rfm, ordersValue(h.orders), fit)
+}
+
+// buyerSegmentInput is the segmentation input of a customer with at least
+// one order.
+func buyerSegmentInput(rfm RFM, spend float64, fit *fitted) SegmentInput {
+	in := SegmentInput{
+		Orders:     rfm.Frequency + 1,
+		SinceFirst: time.Duration(rfm.T * 7 * 24 * float64(time.Hour)),
+		SinceLast:  time.Duration((rfm.T - rfm.Recency) * 7 * 24 * float64(time.Hour)),
+		Spend:      spend,
 	}
 	if fit.bgnbd != nil {
-		in.PAlive, in.HasPAlive = fit.bgnbd.PAlive(h.rfm), true
+		in.PAlive, in.HasPAlive = fit.bgnbd.PAlive(rfm), true
 	}
 	return in
 }
@@ -348,23 +475,34 @@ func (e *Engine) score(h history, now time.Time, fit *fitted) (map[string]float6
 			}
 		}
 	}
-	if hour, ok := fit.bestHour[h.profile.ID]; ok {
-		scores[ScoreBestHour] = float64(hour)
+	if h.hasBestHour {
+		scores[ScoreBestHour] = float64(h.bestHour)
 	}
 	if s, ok := EngagementScores(h.records, now); ok {
 		scores[ScoreEngagement], scores[ScoreIntent] = s.Engagement, s.Intent
 	}
-	return scores, fit.thresholds.Segment(segmentInput(h, now, fit))
+	return scores, fit.thresholds.Segment(segmentInput(h, fit))
 }
 
 // BestHour is the profile's best send hour (0–23, their local time) for
 // `wait_until_best_hour`: their own, shrunk toward the shop's, else the
 // shop-wide one. ok is false before any engagement data.
 func (e *Engine) BestHour(profileID string) (int, bool) {
+	p, err := e.store.Profile(context.Background(), profileID)
+	if err != nil {
+		p = storage.Profile{}
+	}
+	return e.BestHourOf(p)
+}
+
+// BestHourOf is BestHour for a profile at hand: its own best hour is the
+// score the last refit wrote (ScoreBestHour), so the engine keeps no
+// per-profile map in memory.
+func (e *Engine) BestHourOf(p storage.Profile) (int, bool) {
+	if h, ok := p.Scores[ScoreBestHour]; ok && h >= 0 && h < 24 {
+		return int(h), true
+	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if h, ok := e.fit.bestHour[profileID]; ok {
-		return h, true
-	}
 	return e.fit.shopHours.BestHour()
 }

@@ -18,14 +18,48 @@ var _ dispatch.Observer = (*Engine)(nil)
 // recommendation model, and for records that move engagement, intent or
 // the segment the profile is rescored with the last fit's parameters.
 // Replaying a record changes nothing (the model dedupes by id, scores are
-// recomputed from the stored history). A record observed while a Refit is
-// running joins the model being replaced and only counts again at the
-// next refit, which rebuilds from the store.
+// recomputed from the stored history), nor does observing a record the
+// last refit has already read. A record observed while a Refit is running
+// joins the model being replaced and only counts again at the next
+// refit, which rebuilds from the store.
+//
+// The model keeps the recent items of profiles observed since the last
+// refit only; the first time a profile is observed after a refit (or a
+// restart), its recent items are rebuilt from the records that refit read.
 func (e *Engine) Observe(ctx context.Context, r behavior.Record, p storage.Profile) error {
 	e.mu.RLock()
 	rec, fit := e.rec, e.fit
 	e.mu.RUnlock()
-	rec.Add(r, p.ID)
+	var recs []behavior.Record
+	loaded, gone := false, false
+	load := func() error {
+		if loaded {
+			return nil
+		}
+		var err error
+		recs, err = e.store.RecordsByProfile(ctx, p.ID, storage.RecordQuery{})
+		gone = errors.Is(err, storage.ErrNotFound)
+		if err != nil && !gone {
+			return fmt.Errorf("insights: observe: %w", err)
+		}
+		loaded = true
+		return nil
+	}
+	if !fit.learned(r) {
+		if p.ID != "" && !fit.asOf.IsZero() && rec.usable(r) && !rec.hasContext(p.ID) {
+			if err := load(); err != nil {
+				return err
+			}
+			var learned []behavior.Record
+			for _, x := range recs {
+				if fit.learned(x) {
+					learned = append(learned, x)
+				}
+			}
+			rec.seedContext(p.ID, learned)
+		}
+		rec.Add(r, p.ID)
+	}
 	_, eng := engagementWeights[r.Kind]
 	_, intent := intentWeights[r.Kind]
 	order := r.Kind == behavior.OrderPlaced || r.Kind == behavior.OrderPaid || r.Kind == behavior.OrderCancelled
@@ -36,19 +70,13 @@ func (e *Engine) Observe(ctx context.Context, r behavior.Record, p storage.Profi
 	if r.At.After(now) {
 		now = r.At
 	}
-	recs, err := e.store.RecordsByProfile(ctx, p.ID, storage.RecordQuery{})
-	if errors.Is(err, storage.ErrNotFound) {
+	if err := load(); err != nil {
+		return err
+	}
+	if gone {
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("insights: observe: %w", err)
-	}
-	h := history{profile: p, records: recs, orders: Orders(recs)}
-	var ps []Purchase
-	for _, o := range h.orders {
-		ps = append(ps, Purchase{At: o.At, Value: float64(orderValue(o))})
-	}
-	h.rfm, h.buyer = Summarize(ps, now, e.location(p))
+	h := e.newHistory(p, recs, now)
 	scores, seg := e.score(h, now, fit)
 	// Keep what only a refit computes (best hour) when this pass has no
 	// opinion; everything it does compute replaces the old value.

@@ -117,8 +117,13 @@ type Recommender struct {
 	names  []string
 	pop    []float64           // per item: Σ weight × scale
 	adj    []map[int32]float64 // symmetric co-occurrence, same scale
+	// recent holds the recent items of profiles observed since the model
+	// was built (a refit keeps only the profile it is reading; see
+	// seedContext).
 	recent map[string][]contextItem
-	seen   map[string]struct{} // record ids, so a replayed record counts once
+	// seen holds the ids of records added by Add, so a replayed record
+	// counts once; a refit's own records are not kept (learn).
+	seen map[string]struct{}
 
 	// cache holds neighbour lists computed since the last Add; readers
 	// share it under cacheMu while holding mu for reading.
@@ -170,6 +175,17 @@ func (m *Recommender) addPair(i, j int32, w float64) {
 // the window. Records of kinds without a weight, without products or
 // already added are ignored; it reports whether the record was used.
 func (m *Recommender) Add(r behavior.Record, profileID string) bool {
+	return m.add(r, profileID, true)
+}
+
+// learn is Add for a refit, which reads every record once: it does not
+// remember the record's id, so the model does not hold an id per record
+// of the history (1M ids took ~60 MB).
+func (m *Recommender) learn(r behavior.Record, profileID string) bool {
+	return m.add(r, profileID, false)
+}
+
+func (m *Recommender) add(r behavior.Record, profileID string, remember bool) bool {
 	w := m.cfg.Weights[r.Kind]
 	products := behavior.ProductIDs(r.Items)
 	if w <= 0 || len(products) == 0 {
@@ -177,7 +193,7 @@ func (m *Recommender) Add(r behavior.Record, profileID string) bool {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if r.ID != "" {
+	if r.ID != "" && remember {
 		if _, dup := m.seen[r.ID]; dup {
 			return false
 		}
@@ -234,6 +250,57 @@ func (m *Recommender) Add(r behavior.Record, profileID string) bool {
 	}
 	m.recent[profileID] = mergeContext(ctx, items, r.At, w, m.cfg.MaxContext)
 	return true
+}
+
+// usable reports whether Add would learn from a record of this kind.
+func (m *Recommender) usable(r behavior.Record) bool {
+	return m.cfg.Weights[r.Kind] > 0 && len(r.Items) > 0
+}
+
+// hasContext reports whether the model holds the profile's recent items.
+func (m *Recommender) hasContext(profileID string) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	_, ok := m.recent[profileID]
+	return ok
+}
+
+// dropContext forgets the profile's recent items. A refit reads one
+// profile's records at a time, so it keeps the context of that profile
+// only, not of every profile in the store.
+func (m *Recommender) dropContext(profileID string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.recent, profileID)
+}
+
+// seedContext rebuilds a profile's recent items from records the model
+// has already learned (in time order), exactly as adding them did, without
+// counting them again. It does nothing when the profile has a context:
+// two concurrent observations of one profile seed it once.
+func (m *Recommender) seedContext(profileID string, learned []behavior.Record) {
+	if profileID == "" {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.recent[profileID]; ok {
+		return
+	}
+	var ctx []contextItem
+	for _, r := range learned {
+		w := m.cfg.Weights[r.Kind]
+		products := behavior.ProductIDs(r.Items)
+		if w <= 0 || len(products) == 0 {
+			continue
+		}
+		items := make([]int32, len(products))
+		for k, p := range products {
+			items[k] = m.intern(p)
+		}
+		ctx = mergeContext(ctx, items, r.At, w, m.cfg.MaxContext)
+	}
+	m.recent[profileID] = ctx
 }
 
 // mergeContext puts items at the front of a profile's context, replacing

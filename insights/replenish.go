@@ -30,11 +30,45 @@ type ReplenishInterval struct {
 // (customer, product, purchase time) observations.
 type ReplenishModel struct {
 	days map[string]map[string][]time.Time // product → customer → purchase times
+	// whole is what AddCustomer learned: product → the gaps of customers
+	// added whole, without their purchase times.
+	whole map[string]*customerGaps
+}
+
+type customerGaps struct {
+	gaps   []time.Duration
+	buyers int // customers with at least one gap
 }
 
 // NewReplenishModel returns an empty model.
 func NewReplenishModel() *ReplenishModel {
-	return &ReplenishModel{days: map[string]map[string][]time.Time{}}
+	return &ReplenishModel{days: map[string]map[string][]time.Time{}, whole: map[string]*customerGaps{}}
+}
+
+// AddCustomer records every purchase of one customer at once (product →
+// purchase times). The customer must not be added again, by Add or
+// AddCustomer: only the intervals are kept, which bounds a refit's memory
+// by the repeat purchases instead of every order of the history. The
+// result is what Add of each purchase would give.
+func (m *ReplenishModel) AddCustomer(customer string, bought map[string][]time.Time) {
+	if customer == "" {
+		return
+	}
+	for p, ts := range bought {
+		if p == "" {
+			continue
+		}
+		g := purchaseGaps(ts)
+		c := m.whole[p]
+		if c == nil {
+			c = &customerGaps{}
+			m.whole[p] = c
+		}
+		if len(g) > 0 {
+			c.buyers++
+			c.gaps = append(c.gaps, g...)
+		}
+	}
 }
 
 // Add records that customer bought product at t.
@@ -55,10 +89,21 @@ func (m *ReplenishModel) Add(customer, product string, t time.Time) {
 // less than a day apart are one purchase (a split order is not a refill).
 func (m *ReplenishModel) Intervals() []ReplenishInterval {
 	var out []ReplenishInterval
-	for p, byCust := range m.days {
+	products := map[string]bool{}
+	for p := range m.days {
+		products[p] = true
+	}
+	for p := range m.whole {
+		products[p] = true
+	}
+	for p := range products {
 		var gaps []time.Duration
 		buyers := 0
-		for _, ts := range byCust {
+		if c := m.whole[p]; c != nil {
+			gaps = append(gaps, c.gaps...)
+			buyers = c.buyers
+		}
+		for _, ts := range m.days[p] {
 			g := purchaseGaps(ts)
 			if len(g) > 0 {
 				buyers++

@@ -216,29 +216,30 @@ func (db *DB) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	return n, nil
 }
 
-// Stats counts what the store holds. Counting walks each bucket's pages,
-// so it costs a read of the indexes, not of every value.
+// Stats counts what the store holds. Counting reads every leaf page of
+// the counted buckets, values included; countKeys (mapped.go) does it in
+// chunks that release the mapped pages, so a count does not leave the
+// file resident in the process.
 func (db *DB) Stats(ctx context.Context) (Stats, error) {
 	var s Stats
-	err := db.view(ctx, func(tx *bolt.Tx) error {
-		keyN := func(name []byte) int { return tx.Bucket(name).Stats().KeyN }
-		s = Stats{
-			Records:      keyN(bucketRecords),
-			Profiles:     keyN(bucketProfiles),
-			Products:     keyN(bucketCatalog),
-			Journeys:     keyN(bucketJourneys),
-			Sends:        keyN(bucketSends),
-			Suppressions: keyN(bucketSuppressions),
-			Deliveries:   keyN(bucketDeliveries),
-			FileBytes:    tx.Size(),
+	for _, c := range []struct {
+		n      *int
+		bucket []byte
+	}{
+		{&s.Records, bucketRecords}, {&s.Profiles, bucketProfiles}, {&s.Products, bucketCatalog},
+		{&s.Journeys, bucketJourneys}, {&s.Sends, bucketSends}, {&s.Suppressions, bucketSuppressions},
+		{&s.Deliveries, bucketDeliveries},
+	} {
+		n, err := db.countKeys(ctx, c.bucket)
+		if err != nil {
+			return Stats{}, fmt.Errorf("storage: stats: %w", err)
 		}
-		return nil
-	})
-	if err != nil {
-		return Stats{}, fmt.Errorf("storage: stats: %w", err)
+		*c.n = n
 	}
 	if fi, err := os.Stat(db.path); err == nil {
 		s.FileBytes = fi.Size()
+	} else if err := db.view(ctx, func(tx *bolt.Tx) error { s.FileBytes = tx.Size(); return nil }); err != nil {
+		return Stats{}, fmt.Errorf("storage: stats: %w", err)
 	}
 	return s, nil
 }

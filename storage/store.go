@@ -39,6 +39,7 @@ type Store interface {
 	Journeys
 	Outbox
 	Suppressions
+	Insights // insights.go: the saved fit, batched score writes
 	// Stats counts what the store holds, for metrics and the admin page.
 	Stats(ctx context.Context) (Stats, error)
 	// Backup writes a consistent snapshot of the whole store to w while
