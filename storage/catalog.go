@@ -288,23 +288,43 @@ func derivedRecord(src behavior.Record, kind behavior.Kind, p Product, attrs map
 }
 
 // fillCatalog lets items seen in views, carts and orders fill catalog
-// fields that are still empty; it never overwrites what is known.
+// fields that are still empty; it never overwrites what is known. Items of
+// one product (an order's variants) are applied to one decoded copy, which
+// is written once, as the last of one write per item would have left it.
 func fillCatalog(tx *bolt.Tx, r behavior.Record) error {
 	b := tx.Bucket(bucketCatalog)
+	type filled struct {
+		id      string
+		p       storedProduct
+		changed bool
+	}
+	var seen []*filled // few: one per distinct product of the record
 	for _, it := range r.Items {
 		if it.ProductID == "" {
 			continue
 		}
-		var p storedProduct
-		exists, err := getJSON(b, []byte(it.ProductID), &p)
-		if err != nil {
-			return err
+		var f *filled
+		for _, x := range seen {
+			if x.id == it.ProductID {
+				f = x
+				break
+			}
 		}
-		changed := !exists
-		if !exists {
-			p.ProductID = it.ProductID
-			p.UpdatedAt = r.At
+		if f == nil {
+			f = &filled{id: it.ProductID}
+			exists, err := getJSON(b, []byte(it.ProductID), &f.p)
+			if err != nil {
+				return err
+			}
+			if !exists {
+				f.p.ProductID = it.ProductID
+				f.p.UpdatedAt = r.At
+				f.changed = true
+			}
+			seen = append(seen, f)
 		}
+		p := &f.p
+		changed := f.changed
 		changed = fillEmpty(&p.Store, r.Store) || changed
 		changed = fillEmpty(&p.Title, it.Title) || changed
 		changed = fillEmpty(&p.URL, it.URL) || changed
@@ -314,8 +334,11 @@ func fillCatalog(tx *bolt.Tx, r behavior.Record) error {
 			p.Price = it.Price
 			changed = fillEmpty(&p.Currency, r.Currency) || true
 		}
-		if changed {
-			if err := putJSON(b, []byte(it.ProductID), p); err != nil {
+		f.changed = changed
+	}
+	for _, f := range seen {
+		if f.changed {
+			if err := putJSON(b, []byte(f.id), f.p); err != nil {
 				return err
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -29,15 +30,17 @@ var (
 	// rec_by_profile: profile id | 0x00 | u64 occurred-at ns | record id → nil.
 	bucketRecByProfile = []byte("rec_by_profile")
 	// deliveries: delivery id → Delivery JSON without its body, whose
-	// "body_seq" is the body's key in delivery_bodies (see putDeliveryTx in
-	// records.go). Files written before delivery_bodies existed hold the
-	// JSON, "\n", raw body; or plain Delivery JSON. Both still decode.
+	// "body_seq" is the body's key in delivery_bodies and "body_fmt" 1 says
+	// the body is framed (see putDeliveryTx in records.go). Files written
+	// before delivery_bodies existed hold the JSON, "\n", raw body; or
+	// plain Delivery JSON; before framing, no "body_fmt" and a raw body.
+	// All still decode.
 	bucketDeliveries = []byte("deliveries")
-	// delivery_bodies: u64 sequence → raw body of a delivery. Bodies are
-	// tens of kilobytes, so each fills overflow pages; a sequential key
-	// appends them at the end of the tree, where a random key (the delivery
-	// id) would rewrite the neighbouring bodies of a random leaf on every
-	// insert.
+	// delivery_bodies: u64 sequence → the body of a delivery, framed and
+	// usually S2-compressed (body.go). Bodies are kilobytes, so each fills
+	// overflow pages; a sequential key appends them at the end of the
+	// tree, where a random key (the delivery id) would rewrite the
+	// neighbouring bodies of a random leaf on every insert.
 	bucketDeliveryBodies = []byte("delivery_bodies")
 	// profiles: profile id → Profile (JSON).
 	bucketProfiles = []byte("profiles")
@@ -137,6 +140,7 @@ type DB struct {
 	path     string
 	commit   committer
 	profiles profileCache
+	bodyBufs sync.Pool // frame buffers of raw bodies; see encodeBody
 }
 
 // FileName is the store's file inside the data dir.

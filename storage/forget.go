@@ -78,7 +78,11 @@ func (db *DB) deliveriesMentioning(ctx context.Context, emails []string) ([]stri
 	var ids []string
 	err := pageScan(ctx, db, bucketDeliveries, nil, nil,
 		func(tx *bolt.Tx, k, v []byte) (string, bool, error) {
-			_, body, err := deliveryHeader(tx, v)
+			ref, err := parseDelivery(v)
+			if err != nil {
+				return "", false, fmt.Errorf("delivery %s: %w", k, err)
+			}
+			body, _, err := ref.body(tx)
 			if err != nil {
 				return "", false, fmt.Errorf("delivery %s: %w", k, err)
 			}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -58,11 +59,30 @@ func newProfileID(tx *bolt.Tx) (string, error) {
 func hasIdentity(ids []behavior.Identity, id behavior.Identity) bool {
 	k := id.Key()
 	for _, x := range ids {
-		if x.Key() == k {
+		if identityKeyIs(x, k) {
 			return true
 		}
 	}
 	return false
+}
+
+// identityKeyIs reports whether x.Key() == k without building x's key: a
+// profile's identities grow with every order (each brings its order's
+// anonymous id), and Append checks each of a record's identities against
+// all of them.
+func identityKeyIs(x behavior.Identity, k string) bool {
+	n := len(x.Type) + 1 + len(x.Value)
+	if x.Namespace != "" {
+		n += len(x.Namespace) + 1
+	}
+	if len(k) != n || !strings.HasPrefix(k, x.Type) || k[len(x.Type)] != ':' || !strings.HasSuffix(k, x.Value) {
+		return false
+	}
+	if x.Namespace == "" {
+		return true
+	}
+	mid := k[len(x.Type)+1 : len(k)-len(x.Value)]
+	return len(mid) == len(x.Namespace)+1 && strings.HasPrefix(mid, x.Namespace) && mid[len(x.Namespace)] == ':'
 }
 
 // applyToProfile resolves a record's identities to one profile — creating
@@ -71,26 +91,33 @@ func hasIdentity(ids []behavior.Identity, id behavior.Identity) bool {
 func (st *appendState) applyToProfile(r behavior.Record, ids []behavior.Identity) (string, error) {
 	tx := st.tx
 	idb := tx.Bucket(bucketIdentities)
+	keys := make([][]byte, len(ids))
 	var found []string
 	owner := map[string]string{} // identity key → its profile, for identities already known
-	for _, id := range ids {
-		v := idb.Get([]byte(id.Key()))
+	for i, id := range ids {
+		keys[i] = []byte(id.Key())
+		v := idb.Get(keys[i])
 		if v == nil {
 			continue
 		}
 		if pid, ok := resolveProfileTx(tx, string(v)); ok {
-			owner[id.Key()] = pid
+			owner[string(keys[i])] = pid
 			if !slices.Contains(found, pid) {
 				found = append(found, pid)
 			}
 		}
 	}
+	st.loaded = loadedProfile{}
 	found, kept, err := st.mergeable(r, ids, found, owner)
 	if err != nil {
 		return "", err
 	}
 	var p Profile
-	if len(found) == 0 {
+	if len(found) == 1 && st.loaded.id == found[0] {
+		// mergeable has just decoded it (a private copy) and nothing has
+		// written profiles since.
+		p = st.loaded.p
+	} else if len(found) == 0 {
 		id, err := newProfileID(tx)
 		if err != nil {
 			return "", err
@@ -115,9 +142,10 @@ func (st *appendState) applyToProfile(r behavior.Record, ids []behavior.Identity
 			}
 		}
 	}
-	for _, id := range ids {
-		key := []byte(id.Key())
-		if kept[id.Key()] {
+	st.loaded = loadedProfile{}
+	for i, id := range ids {
+		key := keys[i]
+		if kept[string(key)] {
 			continue // it belongs to another person's profile; see mergeable
 		}
 		if !bytes.Equal(idb.Get(key), []byte(p.ID)) {
@@ -216,6 +244,7 @@ func (st *appendState) profileEmails(pid string) ([]string, error) {
 			return nil, fmt.Errorf("decode %s: %w", pid, err)
 		}
 	}
+	st.loaded = loadedProfile{id: pid, p: p}
 	var out []string
 	for _, id := range p.Identities {
 		if id.Type == behavior.IdentEmail {

@@ -110,7 +110,7 @@ func (db *DB) pruneRecords(ctx context.Context, cutoff time.Time) (int, error) {
 // those whose records are gone or that came with none.
 func (db *DB) pruneDeliveries(ctx context.Context, cutoff time.Time) error {
 	return db.pruneKeysWith(ctx, bucketDeliveries, func(tx *bolt.Tx, _, v []byte) bool {
-		d, _, err := deliveryHeader(tx, v)
+		d, err := parseDelivery(v)
 		return err == nil && d.ReceivedAt.Before(cutoff)
 	}, deleteDeliveryTx)
 }

@@ -158,16 +158,40 @@ func (db *DB) ScanProfiles(ctx context.Context, fn func(Profile) error) error {
 // SetScores replaces a profile's insight scores and segment. It leaves
 // UpdatedAt alone: UpdatedAt tracks behavior, so "changed since scored"
 // stays answerable.
+//
+// Insights rescore a profile after every order it evaluates, so this runs
+// about as often as webhooks append: it shares their group commit (and
+// fsync) rather than taking the writer for a transaction of its own, and
+// reads the profile through the decode memo the append just filled.
 func (db *DB) SetScores(ctx context.Context, profileID string, scores map[string]float64, segment string, at time.Time) error {
-	err := db.update(ctx, func(tx *bolt.Tx) error {
-		p, err := getProfileTx(tx, profileID)
-		if err != nil {
-			return err
+	err := db.batch(ctx, func(tx *bolt.Tx) error {
+		pid, ok := resolveProfileTx(tx, profileID)
+		if !ok {
+			return ErrNotFound
+		}
+		b := tx.Bucket(bucketProfiles)
+		raw := b.Get([]byte(pid))
+		p, ok := db.profiles.get(pid, raw)
+		if !ok {
+			if err := json.Unmarshal(raw, &p); err != nil {
+				return fmt.Errorf("decode %s: %w", pid, err)
+			}
 		}
 		p.Scores = maps.Clone(scores)
 		p.Segment = segment
 		p.ScoredAt = at.UTC()
-		return putJSON(tx.Bucket(bucketProfiles), []byte(p.ID), p)
+		out, err := json.Marshal(p)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", pid, err)
+		}
+		if err := b.Put([]byte(p.ID), out); err != nil {
+			return err
+		}
+		if p.ID == pid {
+			// As in applyToProfile: out stays untouched, p unused.
+			db.profiles.put(pid, out, p)
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("storage: set scores of %q: %w", profileID, err)

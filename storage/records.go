@@ -129,6 +129,9 @@ type preparedIngest struct {
 	encoded  [][]byte // records[i] as JSON, so a value JSON cannot hold is refused up front
 	delivery *Delivery
 	header   []byte // the delivery without its body, encoded (see putDeliveryTx)
+	body     []byte // the delivery's body, framed (see encodeBody)
+	// release gives body's buffer back once no transaction refers to it.
+	release func()
 	// evaluateSince: see Ingest.EvaluateSince.
 	evaluateSince time.Time
 }
@@ -178,6 +181,7 @@ func (db *DB) prepareIngest(in Ingest) (preparedIngest, error) {
 			return preparedIngest{}, fmt.Errorf("encode delivery: %w", err)
 		}
 		p.delivery, p.header = &d, h
+		p.body, p.release = encodeBody(&db.bodyBufs, d.Body)
 	}
 	return p, nil
 }
@@ -187,6 +191,10 @@ func (db *DB) Append(ctx context.Context, in Ingest) (AppendResult, error) {
 	p, err := db.prepareIngest(in)
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("storage: append: %w", err)
+	}
+	if p.release != nil {
+		// batch returns only when no transaction runs appendTx(p) any more.
+		defer p.release()
 	}
 	if len(p.records) == 0 && p.delivery == nil {
 		return AppendResult{Profiles: map[string]string{}}, nil
@@ -216,6 +224,15 @@ type appendState struct {
 	merged map[string]string
 	seen   map[string]bool
 	res    AppendResult
+	// loaded is the profile applyToProfile's mergeable step last decoded
+	// (a private copy), so the step after it need not decode it again.
+	loaded loadedProfile
+}
+
+// loadedProfile is a decoded profile and its key (zero: none).
+type loadedProfile struct {
+	id string
+	p  Profile
 }
 
 func (db *DB) appendTx(tx *bolt.Tx, p preparedIngest) (AppendResult, error) {
@@ -242,7 +259,7 @@ func (db *DB) appendTx(tx *bolt.Tx, p preparedIngest) (AppendResult, error) {
 	// still kept, as "200 means persisted".
 	if p.delivery != nil && (len(st.res.New) > 0 || len(p.records) == 0) {
 		if tx.Bucket(bucketDeliveries).Get([]byte(p.delivery.ID)) == nil {
-			if err := putDeliveryTx(tx, p.delivery.ID, p.header, p.delivery.Body); err != nil {
+			if err := putDeliveryTx(tx, p.delivery.ID, p.header, p.body); err != nil {
 				return AppendResult{}, fmt.Errorf("put delivery: %w", err)
 			}
 		}
@@ -397,14 +414,27 @@ func encodeStoredRecord(r behavior.Record, encoded []byte, pid, deliveryID strin
 		if f.v == "" {
 			continue
 		}
-		q, err := json.Marshal(f.v)
-		if err != nil {
+		out = append(out, `,"`+f.name+`":`...)
+		var err error
+		if out, err = appendJSONString(out, f.v); err != nil {
 			return nil, err
 		}
-		out = append(out, `,"`+f.name+`":`...)
-		out = append(out, q...)
 	}
 	return append(out, '}'), nil
+}
+
+// appendJSONString appends s as a JSON string, as json.Marshal writes it.
+// Ids are nearly always hex; only others go through encoding/json.
+func appendJSONString(out []byte, s string) ([]byte, error) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, err := json.Marshal(s)
+			return append(out, q...), err
+		}
+	}
+	out = append(out, '"')
+	out = append(out, s...)
+	return append(out, '"'), nil
 }
 
 // getRecordTx reads a stored record.
@@ -440,11 +470,20 @@ func (db *DB) Delivery(ctx context.Context, id string) (Delivery, error) {
 		if v == nil {
 			return ErrNotFound
 		}
-		var body []byte
-		var err error
-		d, body, err = deliveryHeader(tx, v)
-		d.Body = bytes.Clone(body)
-		return err
+		ref, err := parseDelivery(v)
+		if err != nil {
+			return err
+		}
+		body, fresh, err := ref.body(tx)
+		if err != nil {
+			return err
+		}
+		if !fresh {
+			body = bytes.Clone(body)
+		}
+		d = ref.Delivery
+		d.Body = body
+		return nil
 	})
 	if err != nil {
 		return Delivery{}, fmt.Errorf("storage: delivery %q: %w", id, err)
@@ -453,21 +492,26 @@ func (db *DB) Delivery(ctx context.Context, id string) (Delivery, error) {
 }
 
 // A stored delivery is two values: its JSON without the body, with
-// "body_seq" added, in deliveries under its id; and the raw body in
-// delivery_bodies under that sequence number. Plain JSON would base64 the
-// body, a third more bytes to write and fsync on the webhook path; and a
-// body kept under the (random) delivery id would make every insert rewrite
-// the bodies sharing its leaf (see bucketDeliveryBodies).
+// "body_seq" and "body_fmt" added, in deliveries under its id; and the
+// body, framed and usually compressed (see encodeBody), in delivery_bodies
+// under that sequence number. Plain JSON would base64 the body, a third
+// more bytes to write and fsync on the webhook path; and a body kept under
+// the (random) delivery id would make every insert rewrite the bodies
+// sharing its leaf (see bucketDeliveryBodies).
 //
-// Files written before delivery_bodies existed hold, under the id, the
-// JSON without the body, "\n", then the raw body (encoding/json never emits
-// a raw newline, so the first one ends the header); older ones plain
-// Delivery JSON. Both are still read and deleted.
+// Older files hold, under the id, one of: the JSON with "body_seq" but no
+// "body_fmt", its body stored raw (unframed) in delivery_bodies; the JSON
+// without the body, "\n", then the raw body (encoding/json never emits a
+// raw newline, so the first one ends the header); or plain Delivery JSON.
+// All are still read and deleted.
 
 // storedDelivery is the JSON under a delivery's id.
 type storedDelivery struct {
 	Delivery
 	BodySeq uint64 `json:"body_seq,omitempty"`
+	// BodyFmt is bodyFmtFramed when the body in delivery_bodies is framed;
+	// 0: stored as received, before framing existed.
+	BodyFmt int `json:"body_fmt,omitempty"`
 }
 
 // encodeDeliveryHeader encodes d without its body and without body_seq,
@@ -477,59 +521,92 @@ func encodeDeliveryHeader(d Delivery) ([]byte, error) {
 	return json.Marshal(d)
 }
 
-// putDeliveryTx stores a delivery: the body under the next sequence of
-// delivery_bodies, header (from encodeDeliveryHeader) with body_seq under id.
-func putDeliveryTx(tx *bolt.Tx, id string, header, body []byte) error {
+// putDeliveryTx stores a delivery: the framed body (from encodeBody) under
+// the next sequence of delivery_bodies, header (from encodeDeliveryHeader)
+// with body_seq and body_fmt under id.
+func putDeliveryTx(tx *bolt.Tx, id string, header, framed []byte) error {
+	if len(framed) == 0 {
+		return fmt.Errorf("delivery %s: body not framed", id)
+	}
 	bodies := appendBucket(tx, bucketDeliveryBodies)
 	seq, err := bodies.NextSequence()
 	if err != nil {
 		return err
 	}
-	if body == nil {
-		body = []byte{}
-	}
-	if err := bodies.Put(u64(seq), body); err != nil {
+	if err := bodies.Put(u64(seq), framed); err != nil {
 		return err
 	}
 	if len(header) < 2 || header[len(header)-1] != '}' {
 		return fmt.Errorf("delivery header %q is not a JSON object", header)
 	}
-	v := make([]byte, 0, len(header)+32)
+	v := make([]byte, 0, len(header)+48)
 	v = append(v, header[:len(header)-1]...)
 	v = append(v, `,"body_seq":`...)
 	v = strconv.AppendUint(v, seq, 10)
+	v = append(v, `,"body_fmt":`...)
+	v = strconv.AppendInt(v, bodyFmtFramed, 10)
 	v = append(v, '}')
 	return tx.Bucket(bucketDeliveries).Put([]byte(id), v)
 }
 
-// deliveryHeader decodes a stored delivery value (any layout) and returns
-// its body separately, as a view into the transaction's memory: valid only
-// until it ends. d.Body is nil.
-func deliveryHeader(tx *bolt.Tx, v []byte) (Delivery, []byte, error) {
+// deliveryRef is a decoded deliveries value: the delivery without its body,
+// and where the body is.
+type deliveryRef struct {
+	Delivery        // Body is nil
+	inline   []byte // the body of the legacy layouts, which keep it here
+	seq      uint64 // else its key in delivery_bodies
+	layout   int    // and its layout there: 0 (unframed) or bodyFmtFramed
+}
+
+// parseDelivery decodes a stored delivery value of any layout without
+// reading its body. inline may point into v.
+func parseDelivery(v []byte) (deliveryRef, error) {
 	if i := bytes.IndexByte(v, '\n'); i >= 0 {
 		var d Delivery
 		if err := json.Unmarshal(v[:i], &d); err != nil {
-			return Delivery{}, nil, fmt.Errorf("decode delivery: %w", err)
+			return deliveryRef{}, fmt.Errorf("decode delivery: %w", err)
 		}
 		d.Body = nil
-		return d, v[i+1:], nil
+		return deliveryRef{Delivery: d, inline: v[i+1:]}, nil
 	}
 	var sd storedDelivery
 	if err := json.Unmarshal(v, &sd); err != nil {
-		return Delivery{}, nil, fmt.Errorf("decode delivery: %w", err)
+		return deliveryRef{}, fmt.Errorf("decode delivery: %w", err)
 	}
-	d := sd.Delivery
+	ref := deliveryRef{Delivery: sd.Delivery, seq: sd.BodySeq, layout: sd.BodyFmt}
 	if sd.BodySeq == 0 {
 		// Plain Delivery JSON: the body is inside, already a copy.
-		body := d.Body
-		d.Body = nil
-		return d, body, nil
+		ref.inline = sd.Body
 	}
-	body := tx.Bucket(bucketDeliveryBodies).Get(u64(sd.BodySeq))
-	if body == nil {
-		return Delivery{}, nil, fmt.Errorf("decode delivery %s: body %d missing", d.ID, sd.BodySeq)
+	ref.Body = nil
+	return ref, nil
+}
+
+// body returns the delivery's body. Unless fresh, it is a view into the
+// transaction's memory (or the value parseDelivery read), valid only as
+// long as that is.
+func (r deliveryRef) body(tx *bolt.Tx) (body []byte, fresh bool, err error) {
+	if r.seq == 0 {
+		return r.inline, false, nil
 	}
-	return d, body, nil
+	v := tx.Bucket(bucketDeliveryBodies).Get(u64(r.seq))
+	if v == nil {
+		return nil, false, fmt.Errorf("decode delivery %s: body %d missing", r.ID, r.seq)
+	}
+	switch r.layout {
+	case 0:
+		return v, false, nil
+	case bodyFmtFramed:
+	default:
+		// Written by a later version; its header still reads, prunes
+		// and deletes.
+		return nil, false, fmt.Errorf("decode delivery %s: body %d: %w: unknown body_fmt %d", r.ID, r.seq, errBodyCorrupt, r.layout)
+	}
+	body, err = decodeBody(v)
+	if err != nil {
+		return nil, false, fmt.Errorf("decode delivery %s: body %d: %w", r.ID, r.seq, err)
+	}
+	return body, len(v) > 0 && v[0] != bodyFrameRaw, nil
 }
 
 // deleteDeliveryTx removes a stored delivery and its body, if present.
