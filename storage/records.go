@@ -725,7 +725,7 @@ func (db *DB) ScanRecords(ctx context.Context, since, until time.Time, fn func(b
 // decoding up to scanChunk entries per read transaction and calling fn
 // outside any transaction. After each chunk it re-seeks past the last key
 // seen, so entries deleted meanwhile are skipped and the walk never pins
-// a snapshot for its whole length.
+// a snapshot for its whole length, and releases the mapped pages it read.
 func pageScan[T any](ctx context.Context, db *DB, bucket, from []byte, stop func(k []byte) bool,
 	decode func(tx *bolt.Tx, k, v []byte) (T, bool, error), fn func(T) error) error {
 	var last []byte
@@ -769,6 +769,14 @@ func pageScan[T any](ctx context.Context, db *DB, bucket, from []byte, stop func
 		})
 		if err != nil {
 			return err
+		}
+		// A walk maps every page it reads into the process (resident until
+		// memory runs short, see ReleaseMapped): a prune or a full scan at
+		// start would map gigabytes faster than BoundMapped looks.
+		if releaseSupported {
+			if err := db.ReleaseMapped(ctx); err != nil {
+				return err
+			}
 		}
 		for _, it := range items {
 			if err := fn(it); err != nil {
