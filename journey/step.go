@@ -134,8 +134,8 @@ func (e *Engine) runStep(ctx context.Context, p StepPayload, jobID uint64) error
 		if err != nil {
 			return err
 		}
-		if len(next) > 0 || len(plan.SendJobs) > 0 {
-			e.wake()
+		if len(plan.SendJobs) > 0 {
+			e.wake() // the next step's job is the caller's to announce
 		}
 		unlock()
 		if created && sent.Status == storage.SendSending {
