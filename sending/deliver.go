@@ -95,7 +95,7 @@ func (d *Dispatcher) deliver(ctx context.Context, id string) error {
 	}
 
 	res, sendErr := d.call(ctx, send)
-	return d.settle(ctx, id, res, sendErr, false)
+	return d.settle(ctx, id, res, sendErr, false, true)
 }
 
 // Deliver hands a send the engine committed in the "sending" state
@@ -105,43 +105,27 @@ func (d *Dispatcher) Deliver(ctx context.Context, send storage.Send, evaluateSen
 	if send.Status != storage.SendSending {
 		return fmt.Errorf("sending: deliver %s: %w: it is %s, not sending", send.ID, ErrState, send.Status)
 	}
-	// Held across the call: nothing else may change this send meanwhile
-	// (engagement for a message not yet accepted cannot arrive, and
-	// "sending" is not discardable), so the success needs no re-read.
-	mu := d.lockFor(send.ID)
-	mu.Lock()
 	res, sendErr := d.call(ctx, send)
-	if sendErr == nil {
-		send.Status, send.Reason, send.LastError = storage.SendSent, "", ""
-		send.ProviderMessageID, send.SentAt = res.ProviderMessageID, d.now()
-		send.UpdatedAt = send.SentAt
-		in := storage.Ingest{Records: []behavior.Record{sentRecord(send)}}
-		if !evaluateSent {
-			// The record occurred before this: no evaluation job.
-			in.EvaluateSince = send.SentAt.Add(time.Nanosecond)
-		}
-		err := d.store.FinishSend(ctx, send, in)
-		mu.Unlock()
-		if err != nil {
-			return fmt.Errorf("sending: record success of %s: %w", send.ID, err)
-		}
-		d.opts.Logger.Info("email sent", "send_id", send.ID, "rule", send.Rule, "step", send.Step, "provider", send.Provider, "to", maskEmail(send.Email))
-		return nil
-	}
-	mu.Unlock()
-	return d.settle(ctx, send.ID, res, sendErr, true)
+	return d.settle(ctx, send.ID, res, sendErr, true, evaluateSent)
 }
 
-// settle records the provider's answer for a send in "sending". On the job
-// path (inline false) a retry is the job's own RetryAt; inline, it is a new
-// send job.
-func (d *Dispatcher) settle(ctx context.Context, id string, res connectors.Result, sendErr error, inline bool) error {
+// settle records the provider's answer for a send in "sending", reading
+// the send again under its lock: the lock is not held across the call,
+// which may take seconds, and engagement updates share its stripes. On
+// the job path (inline false) a retry is the job's own RetryAt; inline, it
+// is a new send job. evaluateSent: see dispatch.Planner.Deliver.
+func (d *Dispatcher) settle(ctx context.Context, id string, res connectors.Result, sendErr error, inline, evaluateSent bool) error {
 	now := d.now()
 	if sendErr == nil {
 		send, err := d.modifyFull(ctx, id, func(s *storage.Send) (bool, []storage.JobSpec, *storage.Ingest, error) {
 			s.Status, s.Reason, s.LastError = storage.SendSent, "", ""
 			s.ProviderMessageID, s.SentAt = res.ProviderMessageID, now
-			return true, nil, &storage.Ingest{Records: []behavior.Record{sentRecord(*s)}}, nil
+			in := &storage.Ingest{Records: []behavior.Record{sentRecord(*s)}}
+			if !evaluateSent {
+				// The record occurred before this: no evaluation job.
+				in.EvaluateSince = now.Add(time.Nanosecond)
+			}
+			return true, nil, in, nil
 		})
 		if err != nil {
 			// The provider has the message but we could not say so: the

@@ -1,6 +1,7 @@
 package sending
 
 import (
+	"context"
 	"net/http"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nudge-email/nudge/behavior"
+	"github.com/nudge-email/nudge/connectors"
 	"github.com/nudge-email/nudge/dispatch"
 	"github.com/nudge-email/nudge/storage"
 )
@@ -160,4 +162,42 @@ func TestDeliverEvaluatesEmailSentOnlyWhenARuleReacts(t *testing.T) {
 		}
 		assert.Equal(t, want, after[storage.JobScheduled]-before[storage.JobScheduled], "evaluate=%v: evaluation jobs enqueued", evaluate)
 	}
+}
+
+// blockingSender holds every call until release is closed.
+type blockingSender struct {
+	next    connectors.Sender
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b blockingSender) Name() string { return b.next.Name() }
+
+func (b blockingSender) Send(ctx context.Context, m connectors.Message) (connectors.Result, error) {
+	close(b.entered)
+	<-b.release
+	return b.next.Send(ctx, m)
+}
+
+// A provider call can take seconds; the send's lock (whose stripes
+// engagement updates and admin actions share) must not be held for it.
+func TestDeliverDoesNotHoldTheSendLockDuringTheCall(t *testing.T) {
+	h := newHarness(t)
+	s := h.planned("ann@example.com")
+	b := blockingSender{next: h.d.senders["sendgrid"], entered: make(chan struct{}), release: make(chan struct{})}
+	h.d.senders["sendgrid"] = b
+	done := make(chan error, 1)
+	go func() { done <- h.d.Deliver(h.ctx, s, false) }()
+	<-b.entered
+	answered := make(chan error, 1)
+	go func() { _, err := h.d.DiscardSend(h.ctx, s.ID); answered <- err }()
+	select {
+	case err := <-answered:
+		assert.ErrorIs(t, err, ErrState, "a send being delivered is not discardable")
+	case <-time.After(5 * time.Second):
+		t.Error("DiscardSend waited for the provider call")
+	}
+	close(b.release)
+	require.NoError(t, <-done)
+	assert.Equal(t, storage.SendSent, h.send(s.ID).Status)
 }
