@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -82,5 +83,66 @@ func TestOnStartRunsAtRecoverAndCanStopRun(t *testing.T) {
 	case <-s2.Running():
 		t.Error("a scheduler whose start failed reports running")
 	default:
+	}
+}
+
+// Options.Limits keeps a kind below the worker count while other kinds
+// still use the rest.
+func TestLimitsCapAKindsConcurrency(t *testing.T) {
+	t.Parallel()
+	db := openStore(t, filepath.Join(t.TempDir(), "s.db"), clock.Real{})
+	defer db.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := scheduler.New(db, scheduler.Options{Workers: 8, Limits: map[string]int{"slow": 2}})
+	var mu sync.Mutex
+	active := map[string]int{}
+	most := map[string]int{}
+	ran := 0
+	track := func(kind string) {
+		mu.Lock()
+		active[kind]++
+		most[kind] = max(most[kind], active[kind])
+		mu.Unlock()
+		time.Sleep(30 * time.Millisecond)
+		mu.Lock()
+		active[kind]--
+		ran++
+		mu.Unlock()
+	}
+	for _, kind := range []string{"slow", "fast"} {
+		s.Handle(kind, func(context.Context, storage.Job) error { track(kind); return nil })
+	}
+	var specs []storage.JobSpec
+	for range 12 {
+		specs = append(specs, storage.JobSpec{Kind: "slow"}, storage.JobSpec{Kind: "fast"})
+	}
+	if _, err := s.Enqueue(ctx, specs...); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu.Lock()
+		n := ran
+		mu.Unlock()
+		if n == 24 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of 24 jobs ran", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if most["slow"] > 2 {
+		t.Errorf("%d slow jobs ran at once, limit 2", most["slow"])
+	}
+	if most["fast"] < 3 {
+		t.Errorf("at most %d fast jobs ran at once: the limit held back other kinds", most["fast"])
 	}
 }

@@ -67,6 +67,11 @@ type Options struct {
 	Logger *slog.Logger // default slog.Default()
 	// Workers is how many jobs run at once (default 4).
 	Workers int
+	// Limits caps how many jobs of a kind run at once, below Workers
+	// (absent or 0: only Workers bounds them). A server gives its due
+	// sends many workers but keeps the evaluation of incoming records,
+	// which competes with the webhooks for CPU and the writer, to a few.
+	Limits map[string]int
 	// Batch is how many jobs one claim takes (default 64).
 	Batch int
 	// Backoff is the delay before retry number attempt (1-based); default
@@ -83,6 +88,7 @@ type Scheduler struct {
 	mu       sync.RWMutex
 	handlers map[string]HandlerFunc
 	starts   []func(context.Context) error
+	limits   map[string]chan struct{} // per-kind semaphores from Options.Limits; fixed at New
 	wake     chan struct{}
 	running  chan struct{} // closed once Run has recovered jobs and started
 	once     sync.Once
@@ -105,9 +111,16 @@ func New(store storage.Jobs, opts Options) *Scheduler {
 	if opts.Backoff == nil {
 		opts.Backoff = DefaultBackoff
 	}
+	limits := map[string]chan struct{}{}
+	for kind, n := range opts.Limits {
+		if n > 0 && n < opts.Workers {
+			limits[kind] = make(chan struct{}, n)
+		}
+	}
 	return &Scheduler{
 		store:    store,
 		opts:     opts,
+		limits:   limits,
 		handlers: map[string]HandlerFunc{},
 		wake:     make(chan struct{}, 1),
 		running:  make(chan struct{}),
@@ -225,6 +238,13 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			wg.Add(1)
 			go func(j storage.Job) {
 				defer func() { <-sem; wg.Done() }()
+				if limit := s.limits[j.Kind]; limit != nil {
+					// The job holds a worker while it waits for its kind's
+					// slot: jobs claimed are jobs started, so shutdown and
+					// recovery see them as running either way.
+					limit <- struct{}{}
+					defer func() { <-limit }()
+				}
 				s.run(context.WithoutCancel(ctx), j)
 			}(j)
 		}
