@@ -4,34 +4,17 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/nudge-email/nudge/app"
-	"github.com/nudge-email/nudge/config"
 )
-
-func testConfig(t *testing.T) *config.Config {
-	t.Helper()
-	cfg, err := config.Load("../config.example.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DataDir = filepath.Join(t.TempDir(), "data")
-	rulesDir, err := filepath.Abs("../rules.d")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Rules = []string{filepath.Join(rulesDir, "*.yaml")}
-	return cfg
-}
 
 // Every admin page and API route of the fully wired server answers 401 or
 // redirects to the login page without the token; only the login form and
 // its stylesheet are public.
 func TestEveryAdminAndAPIRouteNeedsTheToken(t *testing.T) {
-	cfg := testConfig(t)
+	cfg := app.ExampleConfig(t)
 	a, err := app.Open(context.Background(), cfg, app.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,22 +13,6 @@ import (
 	"github.com/nudge-email/nudge/config"
 	"github.com/nudge-email/nudge/storage"
 )
-
-func refitTestConfig(t *testing.T) *config.Config {
-	t.Helper()
-	cfg, err := config.Load("../config.example.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DataDir = filepath.Join(t.TempDir(), "data")
-	rulesDir, err := filepath.Abs("../rules.d")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Rules = []string{filepath.Join(rulesDir, "*.yaml")}
-	cfg.Insights.RefitEvery = config.Duration(24 * time.Hour)
-	return cfg
-}
 
 // TestRefitAtStartOnlyWhenStale starts the refit loop the way Serve does
 // over a store whose saved fit is fresh (an hour old: restored, no refit)
@@ -45,7 +28,8 @@ func TestRefitAtStartOnlyWhenStale(t *testing.T) {
 		{"stale", 25 * time.Hour, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := refitTestConfig(t)
+			cfg := exampleConfig(t)
+			cfg.Insights.RefitEvery = config.Duration(24 * time.Hour)
 			quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 			ctx := context.Background()
 			clk := clock.NewFake(now.Add(-tc.age - time.Hour))
