@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"net/http"
+	_ "net/http/pprof" // only served with -pprof
 
 	"github.com/gin-gonic/gin"
 
@@ -45,7 +46,11 @@ func main() {
 	store := flag.String("store", "main", "Shopify store id")
 	sgDir := flag.String("sendgrid-key-dir", "", "dir with dev-sendgrid-webhook-key.pem (created if missing)")
 	writeKey := flag.String("write-key", "dev-write-key", "tracking write key")
+	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this address (loopback), to compare profiles with bench/serveprof")
 	flag.Parse()
+	if *pprofAddr != "" {
+		go func() { _ = http.ListenAndServe(*pprofAddr, nil) }()
+	}
 	if err := run(*listen, *secret, *store, *sgDir, *writeKey); err != nil {
 		fmt.Fprintln(os.Stderr, "baseline:", err)
 		os.Exit(1)
