@@ -89,6 +89,18 @@ const (
 	fixtureCheckoutToken = "bd5a8aa1ecd019dd3520ff791ee3a24c" // in the order
 	fixtureOrderToken    = "b1946ac92492d2347c6235b4d2611184"
 	fixtureCheckoutID    = "901414060"
+	// Event times, replaced by the request's own time (same length, same
+	// offset) as a live store sends them. Left fixed, every record would
+	// occur at one instant in 2008: the time index would order them by
+	// their random ids, and the insights would score decade-old orders.
+	fixtureOrderAt        = "2008-01-10T11:00:00-05:00" // order created_at, processed_at
+	fixtureOrderUpdatedAt = "2024-04-02T09:04:19-05:00"
+	fixtureCheckoutAt     = "2012-10-12T07:05:27-04:00" // checkout created_at, updated_at
+)
+
+var (
+	zoneEST = time.FixedZone("", -5*3600)
+	zoneEDT = time.FixedZone("", -4*3600)
 )
 
 // NewGenerator prepares templates for cfg.
@@ -113,7 +125,8 @@ func NewGenerator(cfg GenConfig) (*Generator, error) {
 			return nil, err
 		}
 		g.tmpl = newTemplate(raw, fixtureOrderID, fixtureCustomerID, fixtureEmail, fixtureToken,
-			fixtureCartToken, fixtureCheckoutToken, fixtureOrderToken, fixtureCheckoutID)
+			fixtureCartToken, fixtureCheckoutToken, fixtureOrderToken, fixtureCheckoutID,
+			fixtureOrderAt, fixtureOrderUpdatedAt, fixtureCheckoutAt)
 	case "sendgrid-batch":
 		if cfg.SendGridKey == nil {
 			return nil, fmt.Errorf("load: sendgrid-batch needs the SendGrid signing key")
@@ -191,7 +204,9 @@ func (g *Generator) Build(i int64) (Request, error) {
 		custID := strconv.FormatInt(g.cfg.RunID*10_000_000_000+g.customer(i), 10)
 		tok := func(kind int) string { return fmt.Sprintf("%08x%08x%016x", g.cfg.RunID, kind, i) }
 		checkoutID := strconv.FormatInt(g.cfg.RunID*10_000_000_000+5_000_000_000+i, 10)
-		body := g.tmpl.fill(orderID, custID, g.Email(i), tok(1), tok(2), tok(3), tok(4), checkoutID)
+		const stamp = "2006-01-02T15:04:05-07:00"
+		body := g.tmpl.fill(orderID, custID, g.Email(i), tok(1), tok(2), tok(3), tok(4), checkoutID,
+			now.In(zoneEST).Format(stamp), now.In(zoneEST).Format(stamp), now.In(zoneEDT).Format(stamp))
 		h := http.Header{}
 		h.Set("Content-Type", "application/json")
 		topic := "orders/create"

@@ -122,6 +122,12 @@ func shopifyIDs(t *testing.T, r *shopify.Receiver, req Request) []string {
 		if rec.Email == "" || rec.Email == "bob.norman@mail.example.com" {
 			t.Errorf("record %s is not about the generated customer: %q", rec.ID, rec.Email)
 		}
+		// A live store's event happened moments before its webhook; the
+		// fixture's own 2008/2012 times would put every record at one
+		// instant in the past.
+		if age := time.Since(rec.At); age < -time.Minute || age > time.Minute {
+			t.Errorf("record %s occurred at %s, not at the request's time", rec.ID, rec.At)
+		}
 		ids = append(ids, rec.ID)
 	}
 	return ids
