@@ -61,7 +61,16 @@ start_nudge() {
   NPID=$!
   wait_http "http://127.0.0.1:$PORT/readyz"
 }
+# commit_summary: the group commit over the whole nudge run, from its
+# /metrics (storage.CommitStats): writes and pages per commit, mean commit.
+commit_summary() {
+  curl -fsS "http://127.0.0.1:$PORT/metrics" 2>/dev/null | awk '
+    /^nudge_store_commits_total / {c=$2} /^nudge_store_commit_writes_total / {w=$2}
+    /^nudge_store_commit_pages_total / {p=$2} /^nudge_store_commit_seconds_sum / {s=$2}
+    END { if (c > 0) printf "%.1f writes, %.0f pages, %.1f ms per commit", w/c, p/c, 1000*s/c }'
+}
 stop_nudge() {
+  COMMITS=$(commit_summary)
   RSS=$(awk '/VmHWM/ {print $2}' /proc/$NPID/status 2>/dev/null || echo 0)
   kill -TERM "$NPID"; wait "$NPID" || true
   DBSIZE=$(stat -c %s "$WORK/data/nudge.db" 2>/dev/null || echo 0)
@@ -95,7 +104,7 @@ PY
 {
 echo "Run $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $DUR per load."
 echo
-echo "| target | kind | load | body B | 200/s | p50 ms | p99 ms | max ms | errors | nudge RSS / file |"
+echo "| target | kind | load | body B | 200/s | p50 ms | p99 ms | max ms | errors | nudge RSS / file; group commit |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 } >"$OUT"
 
@@ -112,7 +121,7 @@ for kind in $KINDS; do
         # shellcheck disable=SC2086
         load nudge "http://127.0.0.1:$PORT" "$WORK/data" "$kind" $mode
         stop_nudge
-        extra="$((RSS / 1024)) MB / $((DBSIZE / 1048576)) MB"
+        extra="$((RSS / 1024)) MB / $((DBSIZE / 1048576)) MB; $COMMITS"
       else
         start_baseline
         # shellcheck disable=SC2086

@@ -37,7 +37,62 @@ func newMetrics(reg *prometheus.Registry, store storage.Store) *metrics {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "nudge_store_bytes", Help: "Size of the store file.",
 	}, cachedStoreBytes(store)))
+	if cs, ok := store.(commitStatser); ok {
+		reg.MustRegister(newCommitCollector(cs))
+	}
 	return m
+}
+
+// commitStatser is a store with a group commit (storage.DB).
+type commitStatser interface {
+	CommitStats() storage.CommitStats
+}
+
+// commitCollector exports the store's group-commit totals, read at each
+// scrape (atomic counters: no cost on the write path beyond counting).
+type commitCollector struct {
+	store                  commitStatser
+	commits, writes, pages *prometheus.Desc
+	seconds                *prometheus.Desc
+}
+
+func newCommitCollector(store commitStatser) *commitCollector {
+	return &commitCollector{
+		store: store,
+		commits: prometheus.NewDesc("nudge_store_commits_total",
+			"Write transactions committed by the store's group commit (each with two fdatasyncs).", nil, nil),
+		writes: prometheus.NewDesc("nudge_store_commit_writes_total",
+			"Writes (webhook appends, job claims and outcomes, sends, scores) carried by those commits.", nil, nil),
+		pages: prometheus.NewDesc("nudge_store_commit_pages_total",
+			"Pages those commits wrote.", nil, nil),
+		seconds: prometheus.NewDesc("nudge_store_commit_seconds",
+			"Duration of each group commit, from running its writes to the end of its fsyncs; a webhook waits for about one and a half.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *commitCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.commits
+	ch <- c.writes
+	ch <- c.pages
+	ch <- c.seconds
+}
+
+// Collect implements prometheus.Collector.
+func (c *commitCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.store.CommitStats()
+	ch <- prometheus.MustNewConstMetric(c.commits, prometheus.CounterValue, float64(s.Commits))
+	ch <- prometheus.MustNewConstMetric(c.writes, prometheus.CounterValue, float64(s.Writes))
+	ch <- prometheus.MustNewConstMetric(c.pages, prometheus.CounterValue, float64(s.Pages))
+	buckets := map[float64]uint64{}
+	var cum uint64
+	for i, le := range storage.CommitBounds() {
+		if i < len(s.Buckets) {
+			cum += s.Buckets[i]
+		}
+		buckets[le] = cum
+	}
+	ch <- prometheus.MustNewConstHistogram(c.seconds, s.Commits, s.Seconds, buckets)
 }
 
 // cachedStoreBytes reads the store size at most once a minute. A store

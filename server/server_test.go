@@ -262,3 +262,54 @@ func TestHealth(t *testing.T) {
 		t.Errorf("nudge_store_bytes = %v, want the file's size", size)
 	}
 }
+
+// TestCommitMetrics checks that /metrics reports the store's group commit
+// as the store counted it: a stored webhook is one more commit carrying
+// one more write, and the duration histogram holds every commit.
+func TestCommitMetrics(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	scrape := func() map[string]float64 {
+		t.Helper()
+		rec := f.do(t, http.MethodGet, "/metrics", nil, nil)
+		out := map[string]float64{}
+		for _, line := range strings.Split(rec.Body.String(), "\n") {
+			name, v, ok := strings.Cut(line, " ")
+			if !ok || !strings.HasPrefix(name, "nudge_store_commit") {
+				continue
+			}
+			x, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			out[name] = x
+		}
+		return out
+	}
+	before := scrape()
+	for _, name := range []string{"nudge_store_commits_total", "nudge_store_commit_writes_total", "nudge_store_commit_pages_total", "nudge_store_commit_seconds_count", "nudge_store_commit_seconds_sum"} {
+		if _, ok := before[name]; !ok {
+			t.Fatalf("/metrics has no %s: %v", name, before)
+		}
+	}
+	body, h := shopifyCheckout(t, f.clock.Now())
+	if rec := f.do(t, http.MethodPost, "/webhooks/shopify/main", body, h); rec.Code != http.StatusOK {
+		t.Fatalf("webhook: %d %s", rec.Code, rec.Body)
+	}
+	after := scrape()
+	if d := after["nudge_store_commits_total"] - before["nudge_store_commits_total"]; d != 1 {
+		t.Errorf("one stored webhook: %v more commits", d)
+	}
+	if d := after["nudge_store_commit_writes_total"] - before["nudge_store_commit_writes_total"]; d != 1 {
+		t.Errorf("one stored webhook: %v more writes", d)
+	}
+	if after["nudge_store_commit_pages_total"] <= before["nudge_store_commit_pages_total"] {
+		t.Errorf("pages %v → %v", before["nudge_store_commit_pages_total"], after["nudge_store_commit_pages_total"])
+	}
+	if after["nudge_store_commit_seconds_count"] != after["nudge_store_commits_total"] || after["nudge_store_commit_seconds_sum"] <= 0 {
+		t.Errorf("histogram count %v sum %v, commits %v", after["nudge_store_commit_seconds_count"], after["nudge_store_commit_seconds_sum"], after["nudge_store_commits_total"])
+	}
+	if inf := after[`nudge_store_commit_seconds_bucket{le="+Inf"}`]; inf != after["nudge_store_commits_total"] {
+		t.Errorf("+Inf bucket %v, commits %v", inf, after["nudge_store_commits_total"])
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -22,6 +24,76 @@ type committer struct {
 	mu      sync.Mutex
 	queue   []*commitCall
 	running bool // a runner goroutine owns the writer
+	stats   commitCounters
+}
+
+// CommitBounds are the upper bounds, in seconds, of CommitStats.Buckets.
+// They span a lone small commit on a fast disk (two fdatasyncs, ~0.5 ms)
+// to a commit stalled behind a slow disk.
+func CommitBounds() []float64 {
+	return []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}
+}
+
+// CommitStats are running totals of the group commit since the store was
+// opened. A webhook's Append waits for the commit in progress and then
+// for its own, so under load its store time is about one and a half
+// commit durations: these say why that is long (many writes per commit,
+// many pages per write, a slow disk).
+type CommitStats struct {
+	// Commits is the number of shared write transactions committed.
+	Commits uint64
+	// Writes is the number of calls they carried: appends, job claims and
+	// outcomes, sends, score updates.
+	Writes uint64
+	// Pages is the number of pages they wrote (each 4 KiB on Linux);
+	// bbolt rewrites every page on the path to each changed key.
+	Pages uint64
+	// Seconds is the total time from the start of each transaction to the
+	// end of its commit (running the writes, writing pages, two fdatasyncs).
+	Seconds float64
+	// Buckets[i] counts commits that took at most CommitBounds()[i] and
+	// longer than the bound before; the last element counts the rest.
+	Buckets []uint64
+}
+
+// commitCounters accumulate CommitStats; the runner updates them and any
+// goroutine may read them.
+type commitCounters struct {
+	commits, writes, pages, nanos atomic.Uint64
+	buckets                       [commitBuckets]atomic.Uint64
+}
+
+// commitBuckets is len(CommitBounds())+1 (TestCommitStatsCountEveryCommit
+// checks it).
+const commitBuckets = 11
+
+func (c *commitCounters) record(writes int, pages int64, d time.Duration) {
+	c.commits.Add(1)
+	c.writes.Add(uint64(writes))
+	c.pages.Add(uint64(max(pages, 0)))
+	c.nanos.Add(uint64(d))
+	bounds := CommitBounds()
+	i := 0
+	for i < len(bounds) && d.Seconds() > bounds[i] {
+		i++
+	}
+	c.buckets[i].Add(1)
+}
+
+// CommitStats returns the group commit's running totals.
+func (db *DB) CommitStats() CommitStats {
+	c := &db.commit.stats
+	out := CommitStats{
+		Commits: c.commits.Load(),
+		Writes:  c.writes.Load(),
+		Pages:   c.pages.Load(),
+		Seconds: time.Duration(c.nanos.Load()).Seconds(),
+		Buckets: make([]uint64, len(c.buckets)),
+	}
+	for i := range c.buckets {
+		out.Buckets[i] = c.buckets[i].Load()
+	}
+	return out
 }
 
 type commitCall struct {
@@ -93,7 +165,10 @@ func (db *DB) commitLoop() {
 func (db *DB) commitCalls(calls []*commitCall) {
 	for len(calls) > 0 {
 		failed := -1
+		start := time.Now()
+		var committed *bolt.Tx
 		err := db.bolt.Update(func(tx *bolt.Tx) error {
+			committed = tx
 			for i, c := range calls {
 				if err := safelyCall(c.fn, tx); err != nil {
 					failed = i
@@ -106,6 +181,10 @@ func (db *DB) commitCalls(calls []*commitCall) {
 			calls[failed].err <- errTrySolo
 			calls = append(calls[:failed], calls[failed+1:]...)
 			continue
+		}
+		if err == nil {
+			st := committed.Stats()
+			db.commit.stats.record(len(calls), st.GetWrite(), time.Since(start))
 		}
 		// Success, or a commit error every caller shares.
 		for _, c := range calls {
