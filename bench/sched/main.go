@@ -195,6 +195,7 @@ rules: ["rules/*.yaml"]
 		}
 	}
 	elapsed := time.Since(t0)
+	cs := a.Store.CommitStats()
 	if cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -202,6 +203,13 @@ rules: ["rules/*.yaml"]
 	<-done
 	c, _ := a.Store.CountJobs(context.Background())
 	fmt.Fprintf(os.Stderr, "phase 2: jobs %v\n", c)
+	if cs.Commits > 0 {
+		// Why the rate is what it is: every step's writes go through
+		// the store's single group commit.
+		fmt.Fprintf(os.Stderr, "phase 2: group commit: %d commits, %.1f writes, %.0f pages, %.2f ms each; %.1f commits and %.0f pages per step\n",
+			cs.Commits, float64(cs.Writes)/float64(cs.Commits), float64(cs.Pages)/float64(cs.Commits), 1000*cs.Seconds/float64(cs.Commits),
+			float64(cs.Commits)/float64(max(sent, 1)), float64(cs.Pages)/float64(max(sent, 1)))
+	}
 	fmt.Printf("scheduler dispatch: %d of %d due steps sent through the log sender in %.2f s = %.0f steps/s\n",
 		sent, n, elapsed.Seconds(), float64(sent)/elapsed.Seconds())
 	return nil
