@@ -31,7 +31,14 @@ type committer struct {
 // They span a lone small commit on a fast disk (two fdatasyncs, ~0.5 ms)
 // to a commit stalled behind a slow disk.
 func CommitBounds() []float64 {
-	return []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}
+	b := commitBounds()
+	return b[:]
+}
+
+// commitBounds is CommitBounds as an array, so the commit path can read it
+// without allocating.
+func commitBounds() [commitBuckets - 1]float64 {
+	return [commitBuckets - 1]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}
 }
 
 // CommitStats are running totals of the group commit since the store was
@@ -63,8 +70,7 @@ type commitCounters struct {
 	buckets                       [commitBuckets]atomic.Uint64
 }
 
-// commitBuckets is len(CommitBounds())+1 (TestCommitStatsCountEveryCommit
-// checks it).
+// commitBuckets is len(CommitBounds())+1: ten bounds and the overflow.
 const commitBuckets = 11
 
 func (c *commitCounters) record(writes int, pages int64, d time.Duration) {
@@ -72,7 +78,7 @@ func (c *commitCounters) record(writes int, pages int64, d time.Duration) {
 	c.writes.Add(uint64(writes))
 	c.pages.Add(uint64(max(pages, 0)))
 	c.nanos.Add(uint64(d))
-	bounds := CommitBounds()
+	bounds := commitBounds()
 	i := 0
 	for i < len(bounds) && d.Seconds() > bounds[i] {
 		i++
