@@ -25,6 +25,7 @@ echo "building into $WORK" >&2
 go build -o "$WORK/nudge" ./cmd/nudge
 go build -o "$WORK/loadgen" ./bench/loadgen
 go build -o "$WORK/baseline" ./bench/baseline
+go build -o "$WORK/diskprobe" ./bench/diskprobe
 cp -r rules.d "$WORK/rules.d"
 
 cat >"$WORK/nudge.yaml" <<YAML
@@ -103,6 +104,10 @@ PY
 
 {
 echo "Run $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $DUR per load."
+echo
+# Throughput and p99 follow the disk's flush speed (bench/README.md), so
+# every table says what the disk under the data dir could do that day.
+"$WORK/diskprobe" -dir "$WORK" -rounds 50
 echo
 echo "| target | kind | load | body B | 200/s | p50 ms | p99 ms | max ms | errors | nudge RSS / file; group commit |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
