@@ -71,8 +71,14 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	if cfg.Storage.KeepRaw != nil {
 		keepRaw = *cfg.Storage.KeepRaw
 	}
+	// max_batch_delay: 0 turns holding groups off; the store's own zero
+	// means its default.
+	holdGroups := cfg.Storage.MaxBatchDelay.D()
+	if holdGroups <= 0 {
+		holdGroups = -1
+	}
 	st, err := storage.OpenDir(cfg.DataDir, storage.Options{
-		KeepRaw: keepRaw, MaxBatchDelay: cfg.Storage.MaxBatchDelay.D(),
+		KeepRaw: keepRaw, MaxBatchDelay: holdGroups,
 		Clock: opts.Clock, Logger: opts.Logger,
 	})
 	if err != nil {

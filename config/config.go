@@ -145,9 +145,9 @@ type Insights struct {
 type StorageConfig struct {
 	// KeepRaw keeps raw webhook bodies (default true).
 	KeepRaw *bool `yaml:"keep_raw"`
-	// MaxBatchDelay is accepted for compatibility and no longer used: the
-	// store commits a group as soon as its writer is free, which measured
-	// faster than waiting a fixed window (bench/README.md).
+	// MaxBatchDelay is the longest the store's group commit holds a group
+	// open for more writes while commits run back to back (default 2ms;
+	// 0: never). A lone webhook never waits for it (bench/README.md).
 	MaxBatchDelay Duration `yaml:"max_batch_delay"`
 }
 

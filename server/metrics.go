@@ -54,6 +54,7 @@ type commitCollector struct {
 	store                  commitStatser
 	commits, writes, pages *prometheus.Desc
 	seconds                *prometheus.Desc
+	holds, holdSeconds     *prometheus.Desc
 }
 
 func newCommitCollector(store commitStatser) *commitCollector {
@@ -67,6 +68,10 @@ func newCommitCollector(store commitStatser) *commitCollector {
 			"Pages those commits wrote.", nil, nil),
 		seconds: prometheus.NewDesc("nudge_store_commit_seconds",
 			"Duration of each group commit, from running its writes to the end of its fsyncs; a webhook waits for about one and a half.", nil, nil),
+		holds: prometheus.NewDesc("nudge_store_commit_holds_total",
+			"Groups the commit held open for more webhooks while commits ran back to back (storage.max_batch_delay).", nil, nil),
+		holdSeconds: prometheus.NewDesc("nudge_store_commit_hold_seconds_total",
+			"Time spent holding those groups open.", nil, nil),
 	}
 }
 
@@ -76,6 +81,8 @@ func (c *commitCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.writes
 	ch <- c.pages
 	ch <- c.seconds
+	ch <- c.holds
+	ch <- c.holdSeconds
 }
 
 // Collect implements prometheus.Collector.
@@ -93,6 +100,8 @@ func (c *commitCollector) Collect(ch chan<- prometheus.Metric) {
 		buckets[le] = cum
 	}
 	ch <- prometheus.MustNewConstHistogram(c.seconds, s.Commits, s.Seconds, buckets)
+	ch <- prometheus.MustNewConstMetric(c.holds, prometheus.CounterValue, float64(s.Holds))
+	ch <- prometheus.MustNewConstMetric(c.holdSeconds, prometheus.CounterValue, s.HoldSeconds)
 }
 
 // cachedStoreBytes reads the store size at most once a minute. A store

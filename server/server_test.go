@@ -287,7 +287,7 @@ func TestCommitMetrics(t *testing.T) {
 		return out
 	}
 	before := scrape()
-	for _, name := range []string{"nudge_store_commits_total", "nudge_store_commit_writes_total", "nudge_store_commit_pages_total", "nudge_store_commit_seconds_count", "nudge_store_commit_seconds_sum"} {
+	for _, name := range []string{"nudge_store_commits_total", "nudge_store_commit_writes_total", "nudge_store_commit_pages_total", "nudge_store_commit_seconds_count", "nudge_store_commit_seconds_sum", "nudge_store_commit_holds_total", "nudge_store_commit_hold_seconds_total"} {
 		if _, ok := before[name]; !ok {
 			t.Fatalf("/metrics has no %s: %v", name, before)
 		}

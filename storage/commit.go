@@ -20,12 +20,33 @@ import (
 // takes everything queued as soon as the writer is free, so calls that
 // arrive while one transaction commits all share the next: batches grow
 // with load, and a lone call never waits out a window.
+//
+// Only when commits run back to back (calls arrived while the last one
+// ran, so every waiting call has already waited part of a commit) and an ingest
+// (Append) waits in the queue does the runner hold the next group open a
+// little longer: at most Options.MaxBatchDelay and half the previous
+// commit, or until fullGroup calls wait. Each commit rewrites the branch
+// pages, meta and freelist its writes share and pays two fdatasyncs, so
+// fewer, larger groups write fewer pages per call. Webhooks arrive however
+// fast the store commits, so holding their group lets later ones share it;
+// the scheduler's writes come from workers that each wait for their last
+// commit, so holding a group of only those would idle them
+// (bench/README.md, "Holding the group").
 type committer struct {
 	mu      sync.Mutex
 	queue   []*commitCall
 	running bool // a runner goroutine owns the writer
+	// ingests counts queued calls made by Append (see commitCall.ingest).
+	ingests int
+	// holding is true while the runner holds a group open; runBatched
+	// then signals grown once the queue reaches fullGroup.
+	holding bool
+	grown   chan struct{}
 	stats   commitCounters
 }
+
+// fullGroup is the queue length at which a held group commits at once.
+const fullGroup = 64
 
 // CommitBounds are the upper bounds, in seconds, of CommitStats.Buckets.
 // They span a lone small commit on a fast disk (two fdatasyncs, ~0.5 ms)
@@ -61,6 +82,10 @@ type CommitStats struct {
 	// Buckets[i] counts commits that took at most CommitBounds()[i] and
 	// longer than the bound before; the last element counts the rest.
 	Buckets []uint64
+	// Holds counts groups held open for more ingests (see
+	// Options.MaxBatchDelay), HoldSeconds the time spent holding them.
+	Holds       uint64
+	HoldSeconds float64
 }
 
 // commitCounters accumulate CommitStats; the runner updates them and any
@@ -68,6 +93,7 @@ type CommitStats struct {
 type commitCounters struct {
 	commits, writes, pages, nanos atomic.Uint64
 	buckets                       [commitBuckets]atomic.Uint64
+	holds, holdNanos              atomic.Uint64
 }
 
 // commitBuckets is len(CommitBounds())+1: ten bounds and the overflow.
@@ -95,6 +121,9 @@ func (db *DB) CommitStats() CommitStats {
 		Pages:   c.pages.Load(),
 		Seconds: time.Duration(c.nanos.Load()).Seconds(),
 		Buckets: make([]uint64, len(c.buckets)),
+		Holds:   c.holds.Load(),
+
+		HoldSeconds: time.Duration(c.holdNanos.Load()).Seconds(),
 	}
 	for i := range c.buckets {
 		out.Buckets[i] = c.buckets[i].Load()
@@ -105,6 +134,9 @@ func (db *DB) CommitStats() CommitStats {
 type commitCall struct {
 	fn  func(*bolt.Tx) error
 	err chan error
+	// ingest marks an Append: an arrival from outside, which a held
+	// group waits for (see committer).
+	ingest bool
 }
 
 // errTrySolo tells a caller its function failed inside a shared
@@ -128,10 +160,31 @@ func (p panicked) Error() string {
 // fails, the batch is rolled back and re-run without that one), so it must
 // not change state outside the transaction except by overwriting.
 func (db *DB) runBatched(fn func(*bolt.Tx) error) error {
-	c := &commitCall{fn: fn, err: make(chan error, 1)}
+	return db.runQueued(&commitCall{fn: fn, err: make(chan error, 1)})
+}
+
+// runIngestBatched is runBatched for an ingest, whose group may be held
+// open (see committer).
+func (db *DB) runIngestBatched(fn func(*bolt.Tx) error) error {
+	return db.runQueued(&commitCall{fn: fn, err: make(chan error, 1), ingest: true})
+}
+
+// runQueued queues c and waits for its outcome.
+func (db *DB) runQueued(c *commitCall) error {
+	fn := c.fn
 	g := &db.commit
 	g.mu.Lock()
 	g.queue = append(g.queue, c)
+	if c.ingest {
+		g.ingests++
+	}
+	if g.holding && len(g.queue) >= fullGroup {
+		g.holding = false
+		select {
+		case g.grown <- struct{}{}:
+		default:
+		}
+	}
 	if !g.running {
 		g.running = true
 		go db.commitLoop()
@@ -148,8 +201,14 @@ func (db *DB) runBatched(fn func(*bolt.Tx) error) error {
 // the queue is empty.
 func (db *DB) commitLoop() {
 	g := &db.commit
+	// last is the previous commit of this run when calls arrived while it
+	// ran (0 before the first, or when none did).
+	var last time.Duration
 	for {
 		g.mu.Lock()
+		if hold := min(db.opts.MaxBatchDelay, last/2); hold > 0 && g.ingests > 0 && len(g.queue) < fullGroup {
+			db.holdGroup(hold)
+		}
 		n := min(len(g.queue), db.opts.MaxBatchSize)
 		if n == 0 {
 			g.running = false
@@ -159,16 +218,57 @@ func (db *DB) commitLoop() {
 		}
 		calls := make([]*commitCall, n)
 		copy(calls, g.queue)
+		for _, c := range calls {
+			if c.ingest {
+				g.ingests--
+			}
+		}
 		clear(g.queue[:n])
 		g.queue = g.queue[n:]
 		g.mu.Unlock()
-		db.commitCalls(calls)
+		start := time.Now()
+		arrived := db.commitCalls(calls)
+		last = 0
+		if arrived {
+			last = time.Since(start)
+		}
 	}
+}
+
+// holdGroup waits up to d for the queue to reach fullGroup; g.mu is held
+// on entry and on return.
+func (db *DB) holdGroup(d time.Duration) {
+	g := &db.commit
+	if g.grown == nil {
+		g.grown = make(chan struct{}, 1)
+	}
+	select { // drop a signal left from an earlier hold
+	case <-g.grown:
+	default:
+	}
+	g.holding = true
+	g.mu.Unlock()
+	start := time.Now()
+	t := time.NewTimer(d)
+	select {
+	case <-t.C:
+	case <-g.grown:
+	}
+	t.Stop()
+	g.stats.holds.Add(1)
+	g.stats.holdNanos.Add(uint64(time.Since(start)))
+	g.mu.Lock()
+	g.holding = false
 }
 
 // commitCalls runs calls in one write transaction. A failing function is
 // taken out and told to run solo; the rest run again in a new transaction.
-func (db *DB) commitCalls(calls []*commitCall) {
+//
+// It reports whether any call was queued by the time the transaction
+// committed, before its callers are told: calls that arrived while it ran,
+// the sign of commits running back to back. A caller that writes again as
+// soon as its write returns (an import, a test) does not count.
+func (db *DB) commitCalls(calls []*commitCall) (arrived bool) {
 	for len(calls) > 0 {
 		failed := -1
 		start := time.Now()
@@ -192,12 +292,16 @@ func (db *DB) commitCalls(calls []*commitCall) {
 			st := committed.Stats()
 			db.commit.stats.record(len(calls), st.GetWrite(), time.Since(start))
 		}
+		db.commit.mu.Lock()
+		arrived = len(db.commit.queue) > 0
+		db.commit.mu.Unlock()
 		// Success, or a commit error every caller shares.
 		for _, c := range calls {
 			c.err <- err
 		}
-		return
+		return arrived
 	}
+	return false
 }
 
 func safelyCall(fn func(*bolt.Tx) error, tx *bolt.Tx) (err error) {

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/nudge-email/nudge/behavior"
 )
@@ -79,4 +82,157 @@ func TestCommitStatsCountEveryCommit(t *testing.T) {
 	if inBuckets != after.Commits {
 		t.Errorf("buckets hold %d commits, want %d (%v)", inBuckets, after.Commits, after.Buckets)
 	}
+}
+
+// blockCommit starts a write that holds the writer until the returned
+// release is called, so the calls queued meanwhile find commits running
+// back to back; it returns once that write is running.
+func blockCommit(t *testing.T, db *DB) (release func()) {
+	t.Helper()
+	started, unblock, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	var once sync.Once
+	go func() {
+		done <- db.batch(context.Background(), func(*bolt.Tx) error {
+			once.Do(func() { close(started) })
+			<-unblock
+			return nil
+		})
+	}()
+	<-started
+	return func() {
+		close(unblock)
+		if err := <-done; err != nil {
+			t.Errorf("blocking write: %v", err)
+		}
+	}
+}
+
+// waitCommitState polls the committer until cond holds (under its lock).
+func waitCommitState(t *testing.T, db *DB, what string, cond func(g *committer) bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		db.commit.mu.Lock()
+		ok := cond(&db.commit)
+		db.commit.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("committer never reached: %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestHoldGroupOpen checks when the group commit holds a group open for
+// more ingests: only after a commit that ran back to back, only when an
+// Append waits in the queue, never with MaxBatchDelay below zero; that
+// Appends arriving during a hold share its commit; and that a lone
+// Append on an idle writer never waits.
+func TestHoldGroupOpen(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	appendN := func(t *testing.T, db *DB, prefix string, n int, wg *sync.WaitGroup) {
+		for i := range n {
+			wg.Go(func() {
+				email := fmt.Sprintf("%s%d@example.com", prefix, i)
+				if _, err := db.Append(ctx, Ingest{Records: []behavior.Record{rec(prefix+fmt.Sprint(i), behavior.ProductViewed, t0, email)}}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}
+	jobsN := func(t *testing.T, db *DB, n int, wg *sync.WaitGroup) {
+		for range n {
+			wg.Go(func() {
+				if _, err := db.EnqueueJobs(ctx, JobSpec{Kind: "k", DueAt: t0}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}
+	cases := []struct {
+		name  string
+		delay time.Duration
+		// queued are the writes waiting while the first commit runs.
+		ingests bool
+		// late: Appends started once the runner holds the group.
+		late      int
+		wantHolds uint64
+		// wantCommits after the blocking one.
+		wantCommits uint64
+	}{
+		{name: "ingests held, late arrivals share the commit", delay: 10 * time.Second, ingests: true, late: 3, wantHolds: 1, wantCommits: 1},
+		{name: "scheduler writes never held", delay: 10 * time.Second, ingests: false, wantHolds: 0, wantCommits: 1},
+		{name: "negative delay never holds", delay: -1, ingests: true, wantHolds: 0, wantCommits: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			db, _ := openTestDB(t, Options{MaxBatchDelay: tc.delay})
+			release := blockCommit(t, db)
+			before := db.CommitStats()
+			var wg sync.WaitGroup
+			if tc.ingests {
+				appendN(t, db, "early", 3, &wg)
+			} else {
+				jobsN(t, db, 3, &wg)
+			}
+			waitCommitState(t, db, "3 writes queued", func(g *committer) bool { return len(g.queue) == 3 })
+			// Long enough that half of it, the hold's bound, outlasts
+			// starting the late Appends by far.
+			time.Sleep(600 * time.Millisecond)
+			release()
+			if tc.late > 0 {
+				waitCommitState(t, db, "holding", func(g *committer) bool { return g.holding })
+				appendN(t, db, "late", tc.late, &wg)
+			}
+			wg.Wait()
+			after := db.CommitStats()
+			if got := after.Holds - before.Holds; got != tc.wantHolds {
+				t.Errorf("holds: %d, want %d", got, tc.wantHolds)
+			}
+			// The blocking write's own commit ends after before was read.
+			if got := after.Commits - before.Commits - 1; got != tc.wantCommits {
+				t.Errorf("commits after the blocking one: %d, want %d", got, tc.wantCommits)
+			}
+			if got, want := after.Writes-before.Writes-1, uint64(3+tc.late); got != want {
+				t.Errorf("writes: %d, want %d", got, want)
+			}
+		})
+	}
+
+	t.Run("lone appends on an idle writer", func(t *testing.T) {
+		t.Parallel()
+		db, _ := openTestDB(t, Options{MaxBatchDelay: time.Minute})
+		for i := range 3 {
+			mustAppend(t, db, rec(fmt.Sprintf("lone%d", i), behavior.ProductViewed, t0, "lone@example.com"))
+		}
+		if s := db.CommitStats(); s.Holds != 0 || s.Commits != 3 {
+			t.Errorf("3 sequential appends: %d holds, %d commits; want 0, 3", s.Holds, s.Commits)
+		}
+	})
+
+	t.Run("a full group ends the hold", func(t *testing.T) {
+		t.Parallel()
+		db, _ := openTestDB(t, Options{MaxBatchDelay: time.Minute})
+		release := blockCommit(t, db)
+		var wg sync.WaitGroup
+		appendN(t, db, "first", 1, &wg)
+		waitCommitState(t, db, "1 append queued", func(g *committer) bool { return len(g.queue) == 1 })
+		time.Sleep(4 * time.Second) // the hold may last up to 2 s
+		release()
+		waitCommitState(t, db, "holding", func(g *committer) bool { return g.holding })
+		appendN(t, db, "burst", fullGroup, &wg)
+		wg.Wait()
+		// The burst may commit in two groups, the second held briefly.
+		s := db.CommitStats()
+		if s.Holds < 1 {
+			t.Fatalf("%d holds, want at least 1", s.Holds)
+		}
+		if s.HoldSeconds >= 1.9 {
+			t.Errorf("held %.2f s with %d calls waiting: the full group should have ended the hold", s.HoldSeconds, fullGroup+1)
+		}
+	})
 }

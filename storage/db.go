@@ -94,10 +94,10 @@ func allBuckets() [][]byte {
 
 // Options tune the bbolt store.
 type Options struct {
-	// MaxBatchDelay was the window of bbolt's DB.Batch. The store's own
-	// group commit (see committer) needs none: a transaction starts as
-	// soon as the writer is free, and every call that arrives while it
-	// commits shares the next one. It is accepted and ignored.
+	// MaxBatchDelay is the longest the group commit holds a group open
+	// for more writes, and only while commits run back to back (see
+	// committer): a lone write never waits. 0 means the default, 2 ms; a
+	// negative value never holds.
 	MaxBatchDelay time.Duration
 	// MaxBatchSize caps how many calls one group commit takes (default 1000).
 	MaxBatchSize int
@@ -156,7 +156,7 @@ func OpenDir(dataDir string, opts Options) (*DB, error) {
 
 // Open opens (creating) the bbolt file at path.
 func Open(path string, opts Options) (*DB, error) {
-	if opts.MaxBatchDelay <= 0 {
+	if opts.MaxBatchDelay == 0 {
 		opts.MaxBatchDelay = 2 * time.Millisecond
 	}
 	if opts.MaxBatchSize <= 0 {
@@ -267,6 +267,15 @@ func (db *DB) batch(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 		return err
 	}
 	return closedErr(db.runBatched(fn))
+}
+
+// batchIngest is batch for Append, whose group commit may be held open
+// for more arrivals (see committer).
+func (db *DB) batchIngest(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return closedErr(db.runIngestBatched(fn))
 }
 
 // u64 encodes v as 8 big-endian bytes, so keys sort numerically.

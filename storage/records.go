@@ -200,7 +200,7 @@ func (db *DB) Append(ctx context.Context, in Ingest) (AppendResult, error) {
 		return AppendResult{Profiles: map[string]string{}}, nil
 	}
 	var res AppendResult
-	err = db.batch(ctx, func(tx *bolt.Tx) error {
+	err = db.batchIngest(ctx, func(tx *bolt.Tx) error {
 		// Batch may run this more than once (when another caller's
 		// function fails, the rest are retried): build the result afresh
 		// each time and let only the committed run's result escape.

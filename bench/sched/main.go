@@ -48,17 +48,18 @@ func main() {
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long per phase")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this loopback address")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the dispatch phase to this file")
+	hold := flag.Duration("max-batch-delay", 2*time.Millisecond, "storage.max_batch_delay (0: commit groups without holding them)")
 	flag.Parse()
 	if *pprofAddr != "" {
 		go func() { _ = http.ListenAndServe(*pprofAddr, nil) }()
 	}
-	if err := run(*n, *dir, *timeout, *cpuProfile); err != nil {
+	if err := run(*n, *dir, *timeout, *cpuProfile, *hold); err != nil {
 		fmt.Fprintln(os.Stderr, "sched:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n int, dir string, timeout time.Duration, cpuProfile string) error {
+func run(n int, dir string, timeout time.Duration, cpuProfile string, hold time.Duration) error {
 	if dir == "" {
 		d, err := os.MkdirTemp("", "nudge-sched-")
 		if err != nil {
@@ -85,7 +86,8 @@ policies:
   require_consent: false
   frequency_cap: { max: 0 }
 rules: ["rules/*.yaml"]
-`, filepath.Join(dir, "data"))
+storage: { max_batch_delay: %s }
+`, filepath.Join(dir, "data"), hold)
 	confPath := filepath.Join(dir, "nudge.yaml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return err
