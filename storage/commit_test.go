@@ -126,8 +126,8 @@ func waitCommitState(t *testing.T, db *DB, what string, cond func(g *committer) 
 }
 
 // TestHoldGroupOpen checks when the group commit holds a group open for
-// more ingests: only after a commit that ran back to back, only when an
-// Append waits in the queue, never with MaxBatchDelay below zero; that
+// more ingests: only after a commit during which holdMinIngests Appends
+// arrived, never for other writes or with MaxBatchDelay below zero; that
 // Appends arriving during a hold share its commit; and that a lone
 // Append on an idle writer never waits.
 func TestHoldGroupOpen(t *testing.T) {
@@ -157,6 +157,8 @@ func TestHoldGroupOpen(t *testing.T) {
 		delay time.Duration
 		// queued are the writes waiting while the first commit runs.
 		ingests bool
+		// queued is how many (default 3).
+		queued int
 		// late: Appends started once the runner holds the group.
 		late      int
 		wantHolds uint64
@@ -166,6 +168,7 @@ func TestHoldGroupOpen(t *testing.T) {
 		{name: "ingests held, late arrivals share the commit", delay: 10 * time.Second, ingests: true, late: 3, wantHolds: 1, wantCommits: 1},
 		{name: "scheduler writes never held", delay: 10 * time.Second, ingests: false, wantHolds: 0, wantCommits: 1},
 		{name: "negative delay never holds", delay: -1, ingests: true, wantHolds: 0, wantCommits: 1},
+		{name: "one ingest behind a commit is not held", delay: 10 * time.Second, ingests: true, queued: 1, wantHolds: 0, wantCommits: 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -174,12 +177,16 @@ func TestHoldGroupOpen(t *testing.T) {
 			release := blockCommit(t, db)
 			before := db.CommitStats()
 			var wg sync.WaitGroup
-			if tc.ingests {
-				appendN(t, db, "early", 3, &wg)
-			} else {
-				jobsN(t, db, 3, &wg)
+			queued := tc.queued
+			if queued == 0 {
+				queued = 3
 			}
-			waitCommitState(t, db, "3 writes queued", func(g *committer) bool { return len(g.queue) == 3 })
+			if tc.ingests {
+				appendN(t, db, "early", queued, &wg)
+			} else {
+				jobsN(t, db, queued, &wg)
+			}
+			waitCommitState(t, db, "writes queued", func(g *committer) bool { return len(g.queue) == queued })
 			// Long enough that half of it, the hold's bound, outlasts
 			// starting the late Appends by far.
 			time.Sleep(600 * time.Millisecond)
@@ -197,7 +204,7 @@ func TestHoldGroupOpen(t *testing.T) {
 			if got := after.Commits - before.Commits - 1; got != tc.wantCommits {
 				t.Errorf("commits after the blocking one: %d, want %d", got, tc.wantCommits)
 			}
-			if got, want := after.Writes-before.Writes-1, uint64(3+tc.late); got != want {
+			if got, want := after.Writes-before.Writes-1, uint64(queued+tc.late); got != want {
 				t.Errorf("writes: %d, want %d", got, want)
 			}
 		})
@@ -219,8 +226,8 @@ func TestHoldGroupOpen(t *testing.T) {
 		db, _ := openTestDB(t, Options{MaxBatchDelay: time.Minute})
 		release := blockCommit(t, db)
 		var wg sync.WaitGroup
-		appendN(t, db, "first", 1, &wg)
-		waitCommitState(t, db, "1 append queued", func(g *committer) bool { return len(g.queue) == 1 })
+		appendN(t, db, "first", holdMinIngests, &wg)
+		waitCommitState(t, db, "appends queued", func(g *committer) bool { return len(g.queue) == holdMinIngests })
 		time.Sleep(4 * time.Second) // the hold may last up to 2 s
 		release()
 		waitCommitState(t, db, "holding", func(g *committer) bool { return g.holding })
@@ -232,7 +239,7 @@ func TestHoldGroupOpen(t *testing.T) {
 			t.Fatalf("%d holds, want at least 1", s.Holds)
 		}
 		if s.HoldSeconds >= 1.9 {
-			t.Errorf("held %.2f s with %d calls waiting: the full group should have ended the hold", s.HoldSeconds, fullGroup+1)
+			t.Errorf("held %.2f s with %d calls waiting: the full group should have ended the hold", s.HoldSeconds, fullGroup+holdMinIngests)
 		}
 	})
 }

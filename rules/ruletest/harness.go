@@ -87,7 +87,11 @@ func NewHarness(opts HarnessOptions) (*Harness, error) {
 	if len(opts.Stores) == 0 {
 		opts.Stores = []config.Store{TestStore}
 	}
-	db, err := storage.Open(filepath.Join(opts.Dir, storage.FileName), storage.Options{Clock: opts.Clock, Logger: opts.Logger, NoSync: true, MaxBatchSize: batchSize(opts.MaxBatchSize), MaxBatchDelay: opts.MaxBatchDelay})
+	hold := opts.MaxBatchDelay
+	if hold == 0 {
+		hold = -1 // one job at a time: no company worth holding a group for
+	}
+	db, err := storage.Open(filepath.Join(opts.Dir, storage.FileName), storage.Options{Clock: opts.Clock, Logger: opts.Logger, NoSync: true, MaxBatchSize: batchSize(opts.MaxBatchSize), MaxBatchDelay: hold})
 	if err != nil {
 		return nil, fmt.Errorf("ruletest: %w", err)
 	}
