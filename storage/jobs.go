@@ -84,12 +84,28 @@ func (db *DB) ClaimDueJobs(ctx context.Context, now time.Time, limit int) ([]Job
 	if limit <= 0 {
 		limit = 1
 	}
+	// A claim that finds nothing due costs no write: an empty bbolt commit
+	// still writes the freelist and meta and fdatasyncs twice, and the
+	// scheduler claims after every wake-up, such as each journey start
+	// announcing a step due hours later.
+	due := false
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		k, _ := tx.Bucket(bucketJobsDue).Cursor().First()
+		due = k != nil && bytes.Compare(k[:8], timeKey(now)) <= 0
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: claim jobs: %w", err)
+	}
+	if !due {
+		return nil, nil
+	}
 	var out []Job
 	// Group-committed with the handlers' own writes: a claim of its own
 	// would take the writer and an fsync for itself between their
 	// commits. The function may run again (a failed batch); it starts
 	// from nothing each time.
-	err := db.batch(ctx, func(tx *bolt.Tx) error {
+	err = db.batch(ctx, func(tx *bolt.Tx) error {
 		out = out[:0]
 		jobs := tx.Bucket(bucketJobs)
 		due := tx.Bucket(bucketJobsDue)
