@@ -70,8 +70,9 @@ type Recommender interface {
 type Options struct {
 	Clock  clock.Clock  // default clock.Real
 	Logger *slog.Logger // default slog.Default()
-	// Observers see every record after the rules have (attribution,
-	// engagement, insights), in order.
+	// Observers see every record (attribution, engagement, insights), in
+	// order, before the rules do: when one fails, the evaluation's job is
+	// retried instead of ending with the journeys it started.
 	Observers []dispatch.Observer
 	// Recommender backs recommend(); nil gives empty lists.
 	Recommender Recommender
@@ -162,7 +163,7 @@ func (e *Engine) Register(s *scheduler.Scheduler) {
 		if err := json.Unmarshal(j.Payload, &p); err != nil {
 			return scheduler.Cancel(fmt.Errorf("journey: evaluate payload: %w", err))
 		}
-		return e.Evaluate(ctx, p.RecordID, p.ProfileID)
+		return e.evaluate(ctx, p.RecordID, p.ProfileID, j.ID)
 	})
 	s.Handle(JobStep, func(ctx context.Context, j storage.Job) error {
 		var p StepPayload
@@ -200,6 +201,16 @@ func JourneyID(ruleID, profileID, recordID string) string {
 // viewed or carted the product within FanOutWindow. Evaluate is
 // idempotent, as a job handler must be.
 func (e *Engine) Evaluate(ctx context.Context, recordID, profileID string) error {
+	return e.evaluate(ctx, recordID, profileID, 0)
+}
+
+// evaluate is Evaluate for the evaluation job jobID (0: none). With a
+// store that commits evaluations (storage.DB), the journeys a profile's
+// evaluation starts, its decisions and the job's end are one transaction;
+// evaluate then answers scheduler.Finished. The observers run first, so
+// that when one fails the job is not ended with the journeys but retried
+// (a replayed evaluation starts nothing twice).
+func (e *Engine) evaluate(ctx context.Context, recordID, profileID string, jobID uint64) error {
 	rec, err := e.store.Record(ctx, recordID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil // forgotten or pruned since
@@ -218,13 +229,6 @@ func (e *Engine) Evaluate(ctx context.Context, recordID, profileID string) error
 		if err != nil {
 			return fmt.Errorf("journey: evaluate %s: %w", recordID, err)
 		}
-		if err := e.evaluateProfile(ctx, set, &rec, prof, now); err != nil {
-			return err
-		}
-	} else if rec.Kind == behavior.PriceDropped || rec.Kind == behavior.BackInStock {
-		if err := e.fanOut(ctx, set, &rec, now); err != nil {
-			return err
-		}
 	}
 	var errs []error
 	for _, o := range e.opts.Observers {
@@ -232,8 +236,26 @@ func (e *Engine) Evaluate(ctx context.Context, recordID, profileID string) error
 			errs = append(errs, err)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("journey: observe %s: %w", recordID, err)
+	observeErr := errors.Join(errs...)
+	complete := jobID
+	if observeErr != nil {
+		complete = 0
+	}
+	finished := false
+	if profileID != "" {
+		if finished, err = e.evaluateProfile(ctx, set, &rec, prof, now, complete); err != nil {
+			return err
+		}
+	} else if rec.Kind == behavior.PriceDropped || rec.Kind == behavior.BackInStock {
+		if err := e.fanOut(ctx, set, &rec, now); err != nil {
+			return err
+		}
+	}
+	if observeErr != nil {
+		return fmt.Errorf("journey: observe %s: %w", recordID, observeErr)
+	}
+	if finished {
+		return scheduler.Finished()
 	}
 	return nil
 }
@@ -261,7 +283,7 @@ func (e *Engine) fanOut(ctx context.Context, set *rules.Set, rec *behavior.Recor
 			if err != nil {
 				return fmt.Errorf("journey: fan out %s: %w", rec.ID, err)
 			}
-			if err := e.evaluateProfile(ctx, set, rec, prof, now); err != nil {
+			if _, err := e.evaluateProfile(ctx, set, rec, prof, now, 0); err != nil {
 				return err
 			}
 		}
@@ -269,20 +291,22 @@ func (e *Engine) fanOut(ctx context.Context, set *rules.Set, rec *behavior.Recor
 	return nil
 }
 
-// evaluateProfile applies one record to one profile.
-func (e *Engine) evaluateProfile(ctx context.Context, set *rules.Set, rec *behavior.Record, prof storage.Profile, now time.Time) error {
+// evaluateProfile applies one record to one profile. With completeJob it
+// ends that job in the transaction that starts the record's journeys and
+// reports finished.
+func (e *Engine) evaluateProfile(ctx context.Context, set *rules.Set, rec *behavior.Record, prof storage.Profile, now time.Time, completeJob uint64) (finished bool, err error) {
 	triggered := set.Triggered(rec.Kind)
 	reason, suppresses := rec.Suppresses()
 	// Journeys of removed rules also end when their profile is evaluated,
 	// but that is cleanup, not a reason to read every profile's journeys.
 	if len(triggered) == 0 && !suppresses && !set.HasExit(rec.Kind) {
-		return nil
+		return false, nil
 	}
 	unlock := e.lockProfile(prof.ID)
 	defer unlock()
 	journeys, err := e.store.JourneysByProfile(ctx, prof.ID)
 	if err != nil {
-		return fmt.Errorf("journey: evaluate %s: %w", rec.ID, err)
+		return false, fmt.Errorf("journey: evaluate %s: %w", rec.ID, err)
 	}
 	var env *rules.Env // built once, shared by every rule
 	getEnv := func() *rules.Env {
@@ -301,14 +325,14 @@ func (e *Engine) evaluateProfile(ctx context.Context, set *rules.Set, rec *behav
 		if suppresses {
 			detail := fmt.Sprintf("%s (%s record %s)", reason, rec.Kind, rec.ID)
 			if err := e.end(ctx, j, storage.JourneySuppressed, "suppressed: "+reason, detail, now); err != nil {
-				return err
+				return false, err
 			}
 			continue
 		}
 		r := set.Rule(j.Rule)
 		if r == nil {
 			if err := e.end(ctx, j, storage.JourneyExited, ReasonRuleRemoved, "", now); err != nil {
-				return err
+				return false, err
 			}
 			continue
 		}
@@ -327,7 +351,7 @@ func (e *Engine) evaluateProfile(ctx context.Context, set *rules.Set, rec *behav
 				e.trace(j, now, j.Step, "exit_error", fmt.Sprintf("exit[%d].where: %v", xi+1, err))
 				j.UpdatedAt = now
 				if err := e.store.PutJourney(ctx, *j); err != nil {
-					return fmt.Errorf("journey: trace %s: %w", j.ID, err)
+					return false, fmt.Errorf("journey: trace %s: %w", j.ID, err)
 				}
 				continue
 			}
@@ -336,25 +360,61 @@ func (e *Engine) evaluateProfile(ctx context.Context, set *rules.Set, rec *behav
 			}
 			reason := "exit: " + string(rec.Kind)
 			if err := e.end(ctx, j, storage.JourneyExited, reason, fmt.Sprintf("record %s at %s", rec.ID, rec.At.Format(time.RFC3339)), now); err != nil {
-				return err
+				return false, err
 			}
 			break
 		}
 	}
 	if suppresses {
-		return nil
+		return false, nil
 	}
 	var decisions []storage.Decision
+	var starts []storage.JourneyStart
 	for _, r := range triggered {
-		d, started, err := e.maybeStart(ctx, r, rec, prof, journeys, now, getEnv)
-		if err != nil {
-			return err
+		d, start, started := e.maybeStart(r, rec, prof, journeys, now, getEnv)
+		if start != nil {
+			starts = append(starts, *start)
 		}
 		if started || d.Reason != "" {
 			decisions = append(decisions, d)
 		}
 	}
-	return e.appendDecisions(ctx, prof.ID, decisions)
+	return e.commitEvaluation(ctx, prof.ID, starts, decisions, completeJob)
+}
+
+// evaluationCommitter is implemented by stores that write an evaluation's
+// journeys, decisions and job end in one transaction (storage.DB).
+type evaluationCommitter interface {
+	CommitEvaluation(ctx context.Context, c storage.EvaluationCommit) error
+}
+
+// commitEvaluation writes what evaluateProfile decided; it reports whether
+// completeJob ended with it.
+func (e *Engine) commitEvaluation(ctx context.Context, profileID string, starts []storage.JourneyStart, decisions []storage.Decision, completeJob uint64) (bool, error) {
+	finished := false
+	if c, ok := e.store.(evaluationCommitter); ok {
+		err := c.CommitEvaluation(ctx, storage.EvaluationCommit{ProfileID: profileID, Starts: starts, Decisions: decisions, CompleteJob: completeJob})
+		if err != nil {
+			return false, fmt.Errorf("journey: evaluate for %s: %w", profileID, err)
+		}
+		finished = completeJob != 0
+	} else {
+		for _, s := range starts {
+			if err := e.store.PutJourney(ctx, s.Journey, s.Jobs...); err != nil {
+				return false, fmt.Errorf("journey: start %s: %w", s.Journey.Rule, err)
+			}
+		}
+		if err := e.appendDecisions(ctx, profileID, decisions); err != nil {
+			return false, err
+		}
+	}
+	for _, s := range starts {
+		e.opts.Logger.Debug("journey started", "rule", s.Journey.Rule, "journey_id", s.Journey.ID, "record_id", s.Journey.TriggerRecord, "holdout", s.Journey.Holdout)
+	}
+	if len(starts) > 0 {
+		e.wake()
+	}
+	return finished, nil
 }
 
 // decisionBatcher is implemented by stores that write many decisions in
@@ -400,19 +460,20 @@ const (
 	ReasonHoldout     = "started in holdout (control group: recorded, never sent)"
 )
 
-// maybeStart starts the rule's journey for the profile unless a limit or
-// the trigger's where clause says no, and returns the decision for
-// explain (a zero Decision when there is nothing new to say: a replay).
-// Decisions are stamped with the record's time, so a replayed
-// evaluation's decisions dedupe in the store.
-func (e *Engine) maybeStart(ctx context.Context, r *rules.Rule, rec *behavior.Record, prof storage.Profile, journeys []storage.Journey, now time.Time, env func() *rules.Env) (storage.Decision, bool, error) {
+// maybeStart decides whether the record starts the rule's journey for the
+// profile (no limit or trigger where clause says no) and returns the
+// decision for explain and, when it does, the journey to write with its
+// first step's job. A replayed evaluation decides "started" again with
+// no journey to write. Decisions are stamped with the record's time, so a
+// replayed evaluation's decisions dedupe in the store.
+func (e *Engine) maybeStart(r *rules.Rule, rec *behavior.Record, prof storage.Profile, journeys []storage.Journey, now time.Time, env func() *rules.Env) (storage.Decision, *storage.JourneyStart, bool) {
 	id := JourneyID(r.ID, prof.ID, rec.ID)
-	decide := func(started bool, reason string) (storage.Decision, bool, error) {
+	decide := func(started bool, reason string) (storage.Decision, *storage.JourneyStart, bool) {
 		d := storage.Decision{At: rec.At, Rule: r.ID, RecordID: rec.ID, Started: started, Reason: reason}
 		if started {
 			d.JourneyID = id
 		}
-		return d, started, nil
+		return d, nil, started
 	}
 	var last, active *storage.Journey
 	for i := range journeys {
@@ -474,12 +535,8 @@ func (e *Engine) maybeStart(ctx context.Context, r *rules.Rule, rec *behavior.Re
 		e.trace(&j, now, 0, "holdout", fmt.Sprintf("in the %.0f%% control group of %s", r.Holdout*100, r.ID))
 	}
 	e.trace(&j, now, 1, "scheduled", "due "+due.Format(time.RFC3339))
-	if err := e.store.PutJourney(ctx, j, stepJob(&j, 1, due)); err != nil {
-		return storage.Decision{}, false, fmt.Errorf("journey: start %s: %w", r.ID, err)
-	}
-	e.wake()
-	e.opts.Logger.Debug("journey started", "rule", r.ID, "journey_id", j.ID, "record_id", rec.ID, "holdout", holdout)
-	return decide(true, reason)
+	d, _, _ := decide(true, reason)
+	return d, &storage.JourneyStart{Journey: j, Jobs: []storage.JobSpec{stepJob(&j, 1, due)}}, true
 }
 
 // dueAt is when a step is due after base: base plus the wait, then, for

@@ -192,55 +192,58 @@ func (db *DB) AppendDecisions(ctx context.Context, profileID string, ds ...Decis
 	if len(ds) == 0 {
 		return nil
 	}
-	err := db.batch(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDecisions)
-		// What is held at each time the batch touches, read once: one
-		// evaluation stamps all its decisions with the record's time.
-		held := map[time.Time]map[string]bool{}
-		added := false
-		for _, d := range ds {
-			d.At = d.At.UTC()
-			seen, ok := held[d.At]
-			if !ok {
-				var err error
-				if seen, err = decisionsAt(b, profileID, d.At); err != nil {
-					return err
-				}
-				held[d.At] = seen
-			}
-			key := decisionIdentity(d)
-			if seen[key] {
-				continue
-			}
-			seq, err := b.NextSequence()
-			if err != nil {
-				return err
-			}
-			// Same layout the merge code re-keys: profile | ns | seq, 0x00-joined.
-			if err := putJSON(b, join([]byte(profileID), timeKey(d.At), u64(seq)), d); err != nil {
-				return err
-			}
-			seen[key] = true
-			added = true
-		}
-		if !added {
-			return nil
-		}
-		prefix := join([]byte(profileID), nil)
-		var keys [][]byte
-		c := b.Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			keys = append(keys, append([]byte(nil), k...))
-		}
-		for i := 0; i < len(keys)-MaxDecisionsPerProfile; i++ {
-			if err := b.Delete(keys[i]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	err := db.batch(ctx, func(tx *bolt.Tx) error { return appendDecisionsTx(tx, profileID, ds) })
 	if err != nil {
 		return fmt.Errorf("storage: append decisions for %s: %w", profileID, err)
+	}
+	return nil
+}
+
+// appendDecisionsTx is AppendDecisions inside a write transaction.
+func appendDecisionsTx(tx *bolt.Tx, profileID string, ds []Decision) error {
+	b := tx.Bucket(bucketDecisions)
+	// What is held at each time the batch touches, read once: one
+	// evaluation stamps all its decisions with the record's time.
+	held := map[time.Time]map[string]bool{}
+	added := false
+	for _, d := range ds {
+		d.At = d.At.UTC()
+		seen, ok := held[d.At]
+		if !ok {
+			var err error
+			if seen, err = decisionsAt(b, profileID, d.At); err != nil {
+				return err
+			}
+			held[d.At] = seen
+		}
+		key := decisionIdentity(d)
+		if seen[key] {
+			continue
+		}
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		// Same layout the merge code re-keys: profile | ns | seq, 0x00-joined.
+		if err := putJSON(b, join([]byte(profileID), timeKey(d.At), u64(seq)), d); err != nil {
+			return err
+		}
+		seen[key] = true
+		added = true
+	}
+	if !added {
+		return nil
+	}
+	prefix := join([]byte(profileID), nil)
+	var keys [][]byte
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, append([]byte(nil), k...))
+	}
+	for i := 0; i < len(keys)-MaxDecisionsPerProfile; i++ {
+		if err := b.Delete(keys[i]); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -123,3 +123,64 @@ func (db *DB) FinishSend(ctx context.Context, s Send, in Ingest, jobs ...JobSpec
 	}
 	return nil
 }
+
+// JourneyStart is a journey an evaluation starts, with its first step's job.
+type JourneyStart struct {
+	Journey Journey
+	Jobs    []JobSpec
+}
+
+// EvaluationCommit is what one evaluation of a record decides for one
+// profile, written in one transaction instead of one per journey, one for
+// the decisions and one for the job's end.
+type EvaluationCommit struct {
+	ProfileID string
+	// Starts are the journeys the record starts.
+	Starts []JourneyStart
+	// Decisions explain each rule the record triggered (AppendDecisions).
+	Decisions []Decision
+	// CompleteJob, when not zero, is the running evaluation job, ended as
+	// completed in the same transaction (see StepCommit.CompleteJob).
+	CompleteJob uint64
+}
+
+// CommitEvaluation writes an EvaluationCommit atomically.
+func (db *DB) CommitEvaluation(ctx context.Context, c EvaluationCommit) error {
+	if c.ProfileID == "" && len(c.Decisions) > 0 {
+		return fmt.Errorf("storage: commit evaluation: %w: decisions need a profile", ErrInvalid)
+	}
+	raws := make([][]byte, len(c.Starts))
+	for i, s := range c.Starts {
+		j := s.Journey
+		if j.ID == "" || j.Rule == "" || j.ProfileID == "" {
+			return fmt.Errorf("storage: commit evaluation: journey %q: %w: id, rule and profile are required", j.ID, ErrInvalid)
+		}
+		raw, err := json.Marshal(j)
+		if err != nil {
+			return fmt.Errorf("storage: commit evaluation: journey %s: %w", j.ID, err)
+		}
+		raws[i] = raw
+	}
+	err := db.batch(ctx, func(tx *bolt.Tx) error {
+		for i, s := range c.Starts {
+			if err := db.putJourneyTx(tx, s.Journey, raws[i], s.Jobs); err != nil {
+				return fmt.Errorf("journey %s: %w", s.Journey.ID, err)
+			}
+		}
+		if len(c.Decisions) > 0 {
+			if err := appendDecisionsTx(tx, c.ProfileID, c.Decisions); err != nil {
+				return fmt.Errorf("decisions: %w", err)
+			}
+		}
+		if c.CompleteJob != 0 {
+			if err := db.finishJobTx(tx, c.CompleteJob, JobOutcome{State: JobCompleted}); err != nil {
+				return fmt.Errorf("job %d: %w", c.CompleteJob, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("storage: commit evaluation for %s: %w", c.ProfileID, err)
+	}
+	return nil
+}

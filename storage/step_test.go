@@ -122,3 +122,67 @@ func TestFinishSendMarksSentWithItsRecord(t *testing.T) {
 		t.Errorf("FinishSend with a raw delivery = %v", err)
 	}
 }
+
+// TestCommitEvaluation checks that an evaluation's journeys, decisions and
+// job end land together, and that a failing part leaves nothing behind.
+func TestCommitEvaluation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, _ := openTestDB(t, Options{})
+	if _, err := db.EnqueueJobs(ctx, JobSpec{Kind: JobEvaluate, DueAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := db.ClaimDueJobs(ctx, t0, 1)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim: %v, %d jobs", err, len(claimed))
+	}
+	journey := func(id string) Journey {
+		return Journey{ID: id, Rule: "r", ProfileID: "p1", Step: 1, Status: JourneyWaiting, StartedAt: t0, DueAt: t0.Add(time.Hour), UpdatedAt: t0}
+	}
+	step := JobSpec{Kind: "step", UniqueKey: "step:j1:1", DueAt: t0.Add(time.Hour)}
+	decision := Decision{At: t0, Rule: "r", RecordID: "rec1", Started: true, JourneyID: "j1"}
+
+	// A job that is not running makes the whole commit fail: no journey,
+	// no decision.
+	err = db.CommitEvaluation(ctx, EvaluationCommit{ProfileID: "p1", Starts: []JourneyStart{{Journey: journey("j0")}}, Decisions: []Decision{decision}, CompleteJob: 999})
+	if err == nil {
+		t.Fatal("commit with an unknown job succeeded")
+	}
+	if _, err := db.Journey(ctx, "j0"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("journey of a failed commit: %v", err)
+	}
+	if ds, _ := db.Decisions(ctx, "p1"); len(ds) != 0 {
+		t.Fatalf("decisions of a failed commit: %v", ds)
+	}
+	if err := db.CommitEvaluation(ctx, EvaluationCommit{Starts: []JourneyStart{{Journey: Journey{ID: "x"}}}}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("journey without rule and profile: %v", err)
+	}
+
+	before := db.CommitStats()
+	err = db.CommitEvaluation(ctx, EvaluationCommit{
+		ProfileID: "p1", Starts: []JourneyStart{{Journey: journey("j1"), Jobs: []JobSpec{step}}},
+		Decisions: []Decision{decision}, CompleteJob: claimed[0].ID,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := db.CommitStats(); after.Writes-before.Writes != 1 {
+		t.Errorf("%d writes, want 1", after.Writes-before.Writes)
+	}
+	if _, err := db.Journey(ctx, "j1"); err != nil {
+		t.Errorf("journey: %v", err)
+	}
+	if ds, err := db.Decisions(ctx, "p1"); err != nil || len(ds) != 1 || ds[0].JourneyID != "j1" {
+		t.Errorf("decisions: %v %v", ds, err)
+	}
+	if j, err := db.Job(ctx, claimed[0].ID); err == nil && j.State != JobCompleted {
+		t.Errorf("evaluation job %s, want completed (or gone)", j.State)
+	}
+	counts, err := db.CountJobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts[JobScheduled] != 1 || counts[JobRunning] != 0 {
+		t.Errorf("jobs %v: want the step scheduled and nothing running", counts)
+	}
+}
