@@ -21,11 +21,11 @@ import (
 // arrive while one transaction commits all share the next: batches grow
 // with load, and a lone call never waits out a window.
 //
-// Only when commits run back to back (calls arrived while the last one
-// ran, so every waiting call has already waited part of a commit) and an ingest
-// (Append) waits in the queue does the runner hold the next group open a
-// little longer: at most Options.MaxBatchDelay and half the previous
-// commit, or until fullGroup calls wait. Each commit rewrites the branch
+// Only when holdMinIngests ingests (Appends) arrived while the last commit
+// ran (so commits run back to back under webhook load, and every waiting
+// call has already waited part of a commit) does the runner hold the next
+// group open a little longer: at most Options.MaxBatchDelay and half the
+// previous commit, or until fullGroup calls wait. Each commit rewrites the branch
 // pages, meta and freelist its writes share and pays two fdatasyncs, so
 // fewer, larger groups write fewer pages per call. Webhooks arrive however
 // fast the store commits, so holding their group lets later ones share it;
@@ -128,7 +128,7 @@ func (db *DB) CommitStats() CommitStats {
 		Seconds: time.Duration(c.nanos.Load()).Seconds(),
 		Buckets: make([]uint64, len(c.buckets)),
 		Holds:   c.holds.Load(),
-
+		// The hold time, like Seconds, from the nanosecond counter.
 		HoldSeconds: time.Duration(c.holdNanos.Load()).Seconds(),
 	}
 	for i := range c.buckets {
@@ -207,8 +207,8 @@ func (db *DB) runQueued(c *commitCall) error {
 // the queue is empty.
 func (db *DB) commitLoop() {
 	g := &db.commit
-	// last is the previous commit of this run when calls arrived while it
-	// ran (0 before the first, or when none did).
+	// last is the previous commit of this run when enough ingests arrived
+	// while it ran (0 before the first, or when they did not).
 	var last time.Duration
 	for {
 		g.mu.Lock()

@@ -76,12 +76,7 @@ func (db *DB) CommitStep(ctx context.Context, c StepCommit) (Send, bool, error) 
 		if err := db.putJourneyTx(tx, j, journeyRaw, c.Jobs); err != nil {
 			return fmt.Errorf("journey: %w", err)
 		}
-		if c.CompleteJob != 0 {
-			if err := db.finishJobTx(tx, c.CompleteJob, JobOutcome{State: JobCompleted}); err != nil {
-				return fmt.Errorf("job %d: %w", c.CompleteJob, err)
-			}
-		}
-		return nil
+		return db.completeJobTx(tx, c.CompleteJob)
 	})
 	if err != nil {
 		return Send{}, false, fmt.Errorf("storage: commit step of %s: %w", j.ID, err)
@@ -172,15 +167,22 @@ func (db *DB) CommitEvaluation(ctx context.Context, c EvaluationCommit) error {
 				return fmt.Errorf("decisions: %w", err)
 			}
 		}
-		if c.CompleteJob != 0 {
-			if err := db.finishJobTx(tx, c.CompleteJob, JobOutcome{State: JobCompleted}); err != nil {
-				return fmt.Errorf("job %d: %w", c.CompleteJob, err)
-			}
-		}
-		return nil
+		return db.completeJobTx(tx, c.CompleteJob)
 	})
 	if err != nil {
 		return fmt.Errorf("storage: commit evaluation for %s: %w", c.ProfileID, err)
+	}
+	return nil
+}
+
+// completeJobTx ends a running job as completed inside the transaction
+// that did its work (none when id is 0).
+func (db *DB) completeJobTx(tx *bolt.Tx, id uint64) error {
+	if id == 0 {
+		return nil
+	}
+	if err := db.finishJobTx(tx, id, JobOutcome{State: JobCompleted}); err != nil {
+		return fmt.Errorf("job %d: %w", id, err)
 	}
 	return nil
 }
