@@ -104,7 +104,10 @@ func (r *Receiver) Verify(h http.Header, body []byte, _ time.Time) error {
 		return fmt.Errorf("woocommerce: verify: no %s header: %w", HeaderSignature, connectors.ErrSignature)
 	}
 	mac, err := base64.StdEncoding.DecodeString(got)
-	if err != nil || len(mac) != sha256.Size {
+	// DecodeString skips CR and LF anywhere and ignores stray padding bits,
+	// so one digest has many spellings it would accept; only the canonical
+	// one, which the store sends, is.
+	if err != nil || len(mac) != sha256.Size || base64.StdEncoding.EncodeToString(mac) != got {
 		return fmt.Errorf("woocommerce: verify: %s is not a base64 SHA-256 digest: %w", HeaderSignature, connectors.ErrSignature)
 	}
 	if r.cfg.Secret == "" && r.cfg.PreviousSecret == "" {
