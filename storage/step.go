@@ -121,14 +121,17 @@ func (db *DB) FinishSend(ctx context.Context, s Send, in Ingest, jobs ...JobSpec
 
 // JourneyStart is a journey an evaluation starts, with its first step's job.
 type JourneyStart struct {
+	// Journey is the new journey, waiting on its first step.
 	Journey Journey
-	Jobs    []JobSpec
+	// Jobs are enqueued with it (the first step's job).
+	Jobs []JobSpec
 }
 
 // EvaluationCommit is what one evaluation of a record decides for one
 // profile, written in one transaction instead of one per journey, one for
 // the decisions and one for the job's end.
 type EvaluationCommit struct {
+	// ProfileID is the evaluated profile, which the decisions belong to.
 	ProfileID string
 	// Starts are the journeys the record starts.
 	Starts []JourneyStart
