@@ -1,4 +1,4 @@
-# Developer entry points. CI runs .ci/run (gofmt, vet, go test -race, short
+# Developer entry points. CI runs .ci/run (gofmt, vet, staticcheck, go test -race, short
 # fuzzing); these targets are the same checks plus the long-running
 # benchmarks and fuzzing that stay out of `go test ./...`.
 
@@ -11,11 +11,12 @@ MEM_PROFILES ?= 100000
 
 .PHONY: test test-short proof bench bench-ingest bench-sched bench-memory fuzz loadtest
 
-## test: gofmt, vet and the race-enabled test suite (as CI)
+## test: gofmt, vet, staticcheck and the race-enabled test suite (as CI)
 test:
 	@unformatted=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 	$(GO) test -race -count=1 -timeout 45m ./...
 
 ## test-short: the quick tests only (skips the crash and backup tests)

@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -292,10 +291,4 @@ func (s *scenario) server(t testing.TB, edit ...func(*Options)) (*httptest.Serve
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv, a
-}
-
-// jsonString is a helper for debugging failures.
-func jsonString(v any) string {
-	b, _ := json.MarshalIndent(v, "", "  ")
-	return string(b)
 }

@@ -3,7 +3,6 @@ package proof
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -344,29 +342,9 @@ func openInproc(t *testing.T, o confOpts) *inproc {
 	return ip
 }
 
-// apiGet calls the admin API with the token and decodes JSON into v.
-func apiGet(t *testing.T, base, path string, v any) int {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, base+path, nil)
-	req.Header.Set("Authorization", "Bearer "+testAdminToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if v != nil && resp.StatusCode == http.StatusOK {
-		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
-	}
-	return resp.StatusCode
-}
-
 // repoRoot is the module root, for rules.d and fixtures.
 func repoRoot(t testing.TB) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Dir(filepath.Dir(file))
 }
-
-func lower(s string) string { return strings.ToLower(s) }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/nudge-email/nudge/clock"
 )
@@ -245,7 +246,7 @@ func (db *DB) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 // closedErr maps bbolt's "database not open" to ErrClosed, so callers of
 // a closed store can test for it without importing bbolt.
 func closedErr(err error) error {
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 		return fmt.Errorf("%w: %w", ErrClosed, err)
 	}
 	return err

@@ -432,7 +432,7 @@ func kindIn(k behavior.Kind, ks []behavior.Kind) bool {
 func safeVerify(r connectors.Receiver, h http.Header, body []byte, now time.Time) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("Verify panicked: %v", p)
+			err = fmt.Errorf("verify panicked: %v", p)
 		}
 	}()
 	return r.Verify(h, body, now)

@@ -14,8 +14,6 @@ type (
 	optInt = jsonfield.OptInt
 )
 
-func scalar(b []byte) (string, error) { return jsonfield.Scalar(b) }
-
 // parseTime reads Shopify's RFC 3339 timestamps; "" and unparseable
 // values give the zero time so callers fall back to another field.
 func parseTime(s string) time.Time {
