@@ -140,6 +140,30 @@ type Consent struct {
 	CollectedFrom string `json:"collected_from,omitempty"`
 	// Text is the wording the person agreed to, when the source has it.
 	Text string `json:"text,omitempty"`
+	// At is when the person made this decision, when the source says so
+	// (Shopify's consent_updated_at). Stores restate a customer's stored
+	// consent in every checkout and order, so a record's own time says
+	// nothing about when consent was given; zero when the source does
+	// not date it.
+	At time.Time `json:"at,omitzero"`
+}
+
+// DecidedAt is when the decision was made: c.At when the source dates
+// it, else recordAt, the time of the record carrying it.
+func (c *Consent) DecidedAt(recordAt time.Time) time.Time {
+	if c.At.IsZero() {
+		return recordAt
+	}
+	return c.At
+}
+
+// Reaffirms reports whether c is a grant that can undo an earlier
+// unsubscribe: a dedicated consent change, or a grant its source dates.
+// An undated grant restated inside an order or checkout (a pre-ticked
+// marketing box, a plugin's stored flag) is not evidence of a new
+// decision, and must not resume mail to someone who unsubscribed.
+func (c *Consent) Reaffirms(kind Kind) bool {
+	return c != nil && c.State == ConsentGranted && (kind == ConsentChanged || !c.At.IsZero())
 }
 
 // Person holds the profile facts a record may carry about its customer.

@@ -66,8 +66,16 @@ func applyFacts(p *Profile, r behavior.Record, now time.Time) {
 	}
 	if c := r.Consent; c != nil && c.State != "" {
 		applyConsent(p, ConsentState{
-			State: c.State, Source: r.Source, At: r.At, RecordID: r.ID,
+			State: c.State, Source: r.Source, At: c.DecidedAt(r.At), RecordID: r.ID,
 			Level: c.Level, CollectedFrom: c.CollectedFrom, Text: c.Text,
+		})
+	} else if r.Kind == behavior.Unsubscribed || r.Kind == behavior.SpamReported {
+		// Saying no to the mail is withdrawing consent, wherever it was
+		// said: the profile must not read "granted" beside its suppression,
+		// and an older grant restated later must lose to it.
+		applyConsent(p, ConsentState{
+			State: behavior.ConsentDenied, Source: r.Source, At: r.At, RecordID: r.ID,
+			CollectedFrom: string(r.Kind),
 		})
 	}
 	p.UpdatedAt = now

@@ -83,8 +83,9 @@ func liftUnsubscribeTx(tx *bolt.Tx, email string, at time.Time) error {
 
 // applyRecordSuppression keeps the suppression list in step with a record:
 // unsubscribes, spam reports and permanent bounces add the address; a
-// later grant of consent (or a resubscribe) lifts an unsubscribe. The
-// record's own address is used, else the profile's primary one.
+// resubscribe, or a grant of consent decided after it (see
+// behavior.Consent.Reaffirms), lifts an unsubscribe. The record's own
+// address is used, else the profile's primary one.
 func applyRecordSuppression(tx *bolt.Tx, r behavior.Record, p *Profile) error {
 	email := r.Email
 	if email == "" {
@@ -100,10 +101,17 @@ func applyRecordSuppression(tx *bolt.Tx, r behavior.Record, p *Profile) error {
 		}
 		return nil
 	}
-	if r.Kind == behavior.Resubscribed || (r.Consent != nil && r.Consent.State == behavior.ConsentGranted) {
-		if err := liftUnsubscribeTx(tx, email, r.At); err != nil {
-			return fmt.Errorf("lift suppression: %w", err)
-		}
+	var liftAt time.Time
+	switch {
+	case r.Kind == behavior.Resubscribed:
+		liftAt = r.At
+	case r.Consent.Reaffirms(r.Kind):
+		liftAt = r.Consent.DecidedAt(r.At)
+	default:
+		return nil
+	}
+	if err := liftUnsubscribeTx(tx, email, liftAt); err != nil {
+		return fmt.Errorf("lift suppression: %w", err)
 	}
 	return nil
 }

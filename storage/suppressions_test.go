@@ -23,12 +23,22 @@ func TestSuppressionsFromRecords(t *testing.T) {
 		r.Consent = &behavior.Consent{State: behavior.ConsentGranted}
 		return r
 	}
+	// restated is an order carrying a grant, as stores repeat the
+	// customer's stored consent: decided at decided (zero: undated).
+	restated := func(id string, at, decided time.Time) behavior.Record {
+		r := rec(id, behavior.OrderPlaced, at, email)
+		r.Consent = &behavior.Consent{State: behavior.ConsentGranted, At: decided}
+		return r
+	}
 	tests := []struct {
 		name       string
 		recs       []behavior.Record
 		wantReason string // "" = not suppressed
 		wantRecord string
 	}{
+		{"undated grant in a later order does not lift", []behavior.Record{unsub("u", t0), restated("o", t0.Add(time.Hour), time.Time{})}, behavior.SuppressUnsubscribed, "u"},
+		{"grant decided before, restated after, does not lift", []behavior.Record{unsub("u", t0), restated("o", t0.Add(time.Hour), t0.Add(-24*time.Hour))}, behavior.SuppressUnsubscribed, "u"},
+		{"grant decided after the unsubscribe lifts", []behavior.Record{unsub("u", t0), restated("o", t0.Add(time.Hour), t0.Add(time.Minute))}, "", ""},
 		{"unsubscribe", []behavior.Record{unsub("u", t0)}, behavior.SuppressUnsubscribed, "u"},
 		{"soft bounce does not suppress", []behavior.Record{bounce("b", t0, false)}, "", ""},
 		{"hard bounce", []behavior.Record{bounce("b", t0, true)}, behavior.SuppressBounced, "b"},

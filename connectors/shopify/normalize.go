@@ -584,6 +584,14 @@ func variantImage(images []image, variant id, fallback string) string {
 // grant; otherwise the customer's stored consent, when the payload still
 // carries it, is what holds. An unticked box alone is not a withdrawal,
 // so it yields no consent at all rather than "denied".
+//
+// A ticked box is dated by the stored consent's consent_updated_at when
+// that says "subscribed": Shopify restates the box for customers already
+// subscribed (and shops can pre-tick it), so the tick is the old decision
+// repeated, and it must not undo an unsubscribe made since. A fresh tick
+// moves consent_updated_at to the checkout. Without a stored date the
+// grant stays undated, which updates the profile but lifts no unsubscribe
+// (behavior.Consent.Reaffirms).
 func checkoutConsent(accepts *bool, c *customer) *behavior.Consent {
 	var stored *marketingConsent
 	if c != nil {
@@ -594,6 +602,9 @@ func checkoutConsent(accepts *bool, c *customer) *behavior.Consent {
 		if stored != nil && stored.OptInLevel != nil {
 			cons.Level = *stored.OptInLevel
 		}
+		if stored != nil && strings.EqualFold(strings.TrimSpace(stored.State), "subscribed") {
+			cons.At = parseTime(stored.ConsentUpdatedAt)
+		}
 		return cons
 	}
 	if stored != nil {
@@ -602,8 +613,8 @@ func checkoutConsent(accepts *bool, c *customer) *behavior.Consent {
 	return nil
 }
 
-// consentOf maps Shopify's consent states; nil for states it does not
-// know. "redacted" and "invalid" addresses must not be mailed, so they
+// consentOf maps Shopify's consent states, dated by consent_updated_at;
+// nil for states it does not know. "redacted" and "invalid" addresses must not be mailed, so they
 // count as denied.
 func consentOf(mc *marketingConsent, from string) *behavior.Consent {
 	var state string
@@ -617,7 +628,9 @@ func consentOf(mc *marketingConsent, from string) *behavior.Consent {
 	default:
 		return nil
 	}
-	cons := &behavior.Consent{State: state, CollectedFrom: from}
+	// Dated by Shopify's consent_updated_at (zero when absent or
+	// unparseable), not by the payload carrying it.
+	cons := &behavior.Consent{State: state, CollectedFrom: from, At: parseTime(mc.ConsentUpdatedAt)}
 	if mc.OptInLevel != nil {
 		cons.Level = *mc.OptInLevel
 	}
