@@ -109,14 +109,26 @@ func (d *Dispatcher) TemplateData(ctx context.Context, s dispatch.StepSend, send
 	}
 	recs := []map[string]any{}
 	if d.opts.Recommender != nil && s.Profile.ID != "" {
-		products, err := d.opts.Recommender.Recommend(ctx, s.Profile.ID, recommendationCount)
+		// The trigger's own products are already in the message as its
+		// items (a cart reminder recommending the cart's product reads
+		// as a mistake): ask for enough to leave them out.
+		inItems := map[string]bool{}
+		for _, it := range s.Trigger.Items {
+			if it.ProductID != "" {
+				inItems[it.ProductID] = true
+			}
+		}
+		products, err := d.opts.Recommender.Recommend(ctx, s.Profile.ID, recommendationCount+len(inItems))
 		if err != nil {
 			// Recommendations decorate a message; they must not stop it.
 			d.opts.Logger.Warn("recommendations unavailable", "rule", s.Rule, "send_id", sendID, "error", err)
 		}
-		for i, p := range products {
-			if i == recommendationCount {
+		for _, p := range products {
+			if len(recs) == recommendationCount {
 				break
+			}
+			if inItems[p.ProductID] {
+				continue
 			}
 			c := p.Currency
 			if c == "" {

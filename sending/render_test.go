@@ -80,6 +80,24 @@ func TestTemplateDataFollowsContract(t *testing.T) {
 	assert.Equal(t, "Ann Lee", msg.To.Name)
 }
 
+// The audit's case: a cart reminder recommended the product in the cart.
+func TestRecommendationsLeaveOutTheTriggersItems(t *testing.T) {
+	recs := []storage.Product{{ProductID: "p1", Title: "Trail Runner", Price: 5400}} // the checkout's own item, ranked first
+	for i := range 5 {
+		recs = append(recs, storage.Product{ProductID: "r" + string(rune('0'+i)), Title: "Sock", Price: 990})
+	}
+	h := newHarness(t, func(o *Options) { o.Recommender = fakeRecommender{products: recs} })
+	p := h.profile("ann@example.com", behavior.ConsentGranted, "")
+	msg, err := h.d.Render(h.ctx, h.step(p, h.checkout("ann@example.com", t0), "j1", 1))
+	require.NoError(t, err)
+	got := msg.TemplateData["recommendations"].([]map[string]any)
+	var ids []string
+	for _, r := range got {
+		ids = append(ids, r["product_id"].(string))
+	}
+	assert.Equal(t, []string{"r0", "r1", "r2", "r3"}, ids)
+}
+
 func TestRecommendationsAreAnEmptyListWithoutRecommender(t *testing.T) {
 	for _, rec := range []Recommender{nil, fakeRecommender{err: errors.New("model not fitted")}} {
 		h := newHarness(t, func(o *Options) { o.Recommender = rec })
