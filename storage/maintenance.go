@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -23,7 +24,8 @@ const pruneChunk = 1000
 const pruneMarkPrefix = "prune_mark:"
 
 // Prune removes records (with their indexes and raw deliveries) that
-// occurred before cutoff, raw deliveries received before cutoff,
+// occurred and were received before cutoff, raw deliveries received
+// before cutoff,
 // product_views entries last touched before cutoff, and unique keys of
 // finished jobs created before cutoff. It returns how many records went.
 //
@@ -53,57 +55,123 @@ func (db *DB) Prune(ctx context.Context, cutoff time.Time) (int, error) {
 	return n, nil
 }
 
-// pruneRecords deletes records before cutoff oldest first, pruneChunk per
-// transaction, and returns how many went.
+// pruneRecords deletes the records that both occurred and were received
+// before cutoff, oldest first, pruneChunk per transaction, and returns how
+// many went. Receipt counts because an import backfills history that is
+// older than the retention by design (a customer's orders of two years
+// ago feed the models and win-back rules): pruning by occurrence alone
+// would delete a backfill at the next start, and re-importing it would
+// import it all again. A backfill is kept for the retention after it was
+// imported, as webhooks are after they arrived.
+//
+// Candidates are found in read transactions (decoding only received_at),
+// so a large backfill that must stay costs a daily scan, not time holding
+// the writer.
 func (db *DB) pruneRecords(ctx context.Context, cutoff time.Time) (int, error) {
 	end := boundKey(cutoff)
+	var from []byte // the next rec_by_time key to look at; nil: the first
 	total := 0
 	for {
-		n, done := 0, false
-		err := db.update(ctx, func(tx *bolt.Tx) error {
-			n = 0
-			byTime := tx.Bucket(bucketRecByTime)
-			var keys [][]byte
-			c := byTime.Cursor()
-			for k, _ := c.First(); k != nil && len(keys) < pruneChunk && bytes.Compare(k[:8], end) < 0; k, _ = c.Next() {
-				keys = append(keys, bytes.Clone(k))
+		var keys [][]byte
+		done := false
+		err := db.view(ctx, func(tx *bolt.Tx) error {
+			records := tx.Bucket(bucketRecords)
+			c := tx.Bucket(bucketRecByTime).Cursor()
+			k, _ := c.First()
+			if from != nil {
+				k, _ = c.Seek(from)
 			}
-			for _, k := range keys {
-				sr, ok, err := getRecordTx(tx, k[8:])
-				if err != nil {
-					return err
+			for looked := 0; k != nil && len(keys) < pruneChunk && looked < pruneScan; k, _ = c.Next() {
+				if len(k) < 8 || bytes.Compare(k[:8], end) >= 0 {
+					break
 				}
-				if err := byTime.Delete(k); err != nil {
-					return err
+				looked++
+				if receivedBefore(records.Get(k[8:]), cutoff) {
+					keys = append(keys, bytes.Clone(k))
 				}
-				if !ok {
-					continue
-				}
-				if err := deleteRecordTx(tx, sr); err != nil {
-					return err
-				}
-				if sr.P != "" {
-					pid := sr.P
-					if live, ok := resolveProfileTx(tx, pid); ok {
-						pid = live
-					}
-					if err := tx.Bucket(bucketRecByProfile).Delete(recByProfileKey(pid, sr.R.At, sr.R.ID)); err != nil {
-						return err
-					}
-				}
-				n++
 			}
-			done = len(keys) < pruneChunk
+			if k == nil || len(k) < 8 || bytes.Compare(k[:8], end) >= 0 {
+				done = true
+			} else {
+				from = bytes.Clone(k)
+			}
 			return nil
 		})
 		if err != nil {
 			return total, err
 		}
+		n, err := db.deleteRecordsByTime(ctx, keys, cutoff)
 		total += n
-		if done {
-			return total, nil
+		if err != nil || done {
+			return total, err
 		}
 	}
+}
+
+// pruneScan bounds the rec_by_time entries one read transaction of
+// pruneRecords looks at, so a backfill that must stay is scanned in
+// pieces rather than in one long read.
+const pruneScan = 20 * pruneChunk
+
+// receivedBefore reports whether a stored record (nil: gone) was received
+// before cutoff. A record without a receipt time counts as received.
+func receivedBefore(v []byte, cutoff time.Time) bool {
+	if v == nil {
+		return true // only its index entry is left
+	}
+	var sr struct {
+		R struct {
+			ReceivedAt time.Time `json:"received_at"`
+		} `json:"r"`
+	}
+	if err := json.Unmarshal(v, &sr); err != nil {
+		return false // leave what cannot be read to the consistency check
+	}
+	return sr.R.ReceivedAt.Before(cutoff)
+}
+
+// deleteRecordsByTime deletes the records of rec_by_time keys, with
+// their indexes, in one write transaction; a record received since
+// cutoff (checked again under the writer) stays.
+func (db *DB) deleteRecordsByTime(ctx context.Context, keys [][]byte, cutoff time.Time) (int, error) {
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	n := 0
+	err := db.update(ctx, func(tx *bolt.Tx) error {
+		n = 0
+		byTime := tx.Bucket(bucketRecByTime)
+		for _, k := range keys {
+			sr, ok, err := getRecordTx(tx, k[8:])
+			if err != nil {
+				return err
+			}
+			if ok && !sr.R.ReceivedAt.Before(cutoff) {
+				continue
+			}
+			if err := byTime.Delete(k); err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+			if err := deleteRecordTx(tx, sr); err != nil {
+				return err
+			}
+			if sr.P != "" {
+				pid := sr.P
+				if live, ok := resolveProfileTx(tx, pid); ok {
+					pid = live
+				}
+				if err := tx.Bucket(bucketRecByProfile).Delete(recByProfileKey(pid, sr.R.At, sr.R.ID)); err != nil {
+					return err
+				}
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
 }
 
 // pruneDeliveries removes raw deliveries received before cutoff, also

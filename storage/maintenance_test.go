@@ -85,6 +85,60 @@ func TestPrune(t *testing.T) {
 	}
 }
 
+// TestPruneKeepsRecentBackfill: history imported today that happened
+// years ago stays for the retention after its import (the audit found a
+// default 400-day retention deleting a CDNOW backfill at the next start),
+// however many old records lie before it in time order.
+func TestPruneKeepsRecentBackfill(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewFake(t0)
+	db, _ := openTestDB(t, Options{Clock: clk})
+	ctx := context.Background()
+	old := t0.AddDate(-3, 0, 0)
+	// Received long ago, occurred long ago: pruned. Interleaved in time
+	// with the backfill, and more than one scan and chunk of them, so
+	// the scan must page past what it keeps.
+	var live, backfill []behavior.Record
+	for i := range 2*pruneScan + 10 {
+		at := old.Add(time.Duration(i) * time.Minute)
+		if i%3 == 0 {
+			live = append(live, rec(fmt.Sprintf("live%d", i), behavior.OrderPlaced, at, fmt.Sprintf("c%d@example.com", i%50)))
+		} else {
+			backfill = append(backfill, rec(fmt.Sprintf("imp%d", i), behavior.OrderPlaced, at, fmt.Sprintf("c%d@example.com", i%50)))
+		}
+	}
+	clk.Set(old.Add(time.Hour))
+	if _, err := db.Append(ctx, Ingest{Records: live}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Set(t0) // the import: today
+	if _, err := db.Append(ctx, Ingest{Records: backfill}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := db.Prune(ctx, t0.AddDate(0, 0, -400))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(live) {
+		t.Errorf("pruned %d, want the %d received long ago", n, len(live))
+	}
+	if c := countRecords(t, db); c != len(backfill) {
+		t.Errorf("%d records left, want the backfill's %d", c, len(backfill))
+	}
+	// Re-importing the backfill is all duplicates.
+	res, err := db.Append(ctx, Ingest{Records: backfill})
+	if err != nil || res.Duplicates != len(backfill) {
+		t.Errorf("re-import: %d duplicates of %d (%v)", res.Duplicates, len(backfill), err)
+	}
+	// 400 days after the import it goes too.
+	if n, err := db.Prune(ctx, t0.Add(time.Hour)); err != nil || n != len(backfill) {
+		t.Errorf("later prune removed %d of %d (%v)", n, len(backfill), err)
+	}
+	if err := db.Check(); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestPruneJobUniqueKeys(t *testing.T) {
 	t.Parallel()
 	clk := clock.NewFake(t0)
