@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"github.com/nudge-email/nudge/behavior"
 	"io"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -149,8 +151,20 @@ func (a *App) wire(ctx context.Context, opts Options) error {
 		Recommend: func(ctx context.Context, profileID string, n int) (any, error) {
 			return ins.Recommend(ctx, profileID, n)
 		},
-		Import: func(ctx context.Context, r io.Reader) (any, error) {
-			rep, err := importer.ImportReader(ctx, a.Store, "request", r, importer.FormatNDJSON, importer.Options{})
+		Import: func(ctx context.Context, req server.ImportRequest, r io.Reader) (any, error) {
+			format := req.Format
+			if format == "" {
+				format = importer.FormatNDJSON
+			}
+			if !slices.Contains(importer.Formats(), format) {
+				return nil, fmt.Errorf("%w: unknown format %q (known: %s)", storage.ErrInvalid, format, strings.Join(importer.Formats(), ", "))
+			}
+			opts, err := importer.OptionsFor(cfg, format, req.Store)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", storage.ErrInvalid, err)
+			}
+			opts.FirstLine = req.FirstLine
+			rep, err := importer.ImportReader(ctx, a.Store, req.File, r, format, opts)
 			if err == nil {
 				a.Scheduler.Wake()
 			}

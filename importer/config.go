@@ -14,7 +14,8 @@ import (
 // format's platform), its currency for rows without one, and the
 // configured timezone for timestamps without an offset (WooCommerce
 // exports the site's local time, which nudge assumes is that zone).
-// records-ndjson needs none of it and gets zero options.
+// records-ndjson lines carry their own store and get only the stores'
+// platforms (Options.StoreSources).
 func OptionsFor(cfg *config.Config, format, storeID string) (Options, error) {
 	platform := ""
 	switch format {
@@ -23,7 +24,7 @@ func OptionsFor(cfg *config.Config, format, storeID string) (Options, error) {
 	case FormatWooCommerce:
 		platform = "woocommerce"
 	default:
-		return Options{}, nil
+		return Options{StoreSources: StoreSources(cfg)}, nil
 	}
 	var store config.Store
 	if storeID != "" {
@@ -56,4 +57,14 @@ func OptionsFor(cfg *config.Config, format, storeID string) (Options, error) {
 		return Options{}, fmt.Errorf("import: timezone: %w", err)
 	}
 	return Options{StoreID: store.ID, Currency: store.Currency, Location: loc}, nil
+}
+
+// StoreSources maps every configured store id to its platform, the
+// source its webhooks' records carry (see Options.StoreSources).
+func StoreSources(cfg *config.Config) map[string]string {
+	m := make(map[string]string, len(cfg.Stores))
+	for _, s := range cfg.Stores {
+		m[s.ID] = s.Platform
+	}
+	return m
 }

@@ -70,9 +70,20 @@ type Options struct {
 	// Currency applies to CSV rows without a currency column (usually the
 	// store's currency from the config).
 	Currency string
+	// StoreSources maps configured store ids to their platform
+	// ("shopify", "woocommerce"). A records-ndjson line naming one of
+	// these stores but no source gets the platform as its source, so its
+	// customer_id joins the customer the store's webhooks know (customer
+	// ids are per source and store). The line's id is derived before,
+	// so re-importing a file keeps its ids.
+	StoreSources map[string]string
 	// Location is the zone of CSV timestamps that carry no offset
 	// (WooCommerce writes the site's local time); default UTC.
 	Location *time.Location
+	// FirstLine is the number of the input's first line in its file
+	// (default 1), for a records-ndjson file sent in pieces: errors then
+	// name the file's own line numbers.
+	FirstLine int
 	// MaxErrors caps Report.Errors (default 1000).
 	MaxErrors int
 	// NowFunc is the clock for progress rates and Report.Elapsed
@@ -323,6 +334,9 @@ func (b *batcher) add(line, rows int, label string, recs ...behavior.Record) err
 				b.reject(line, rows, "%v", err)
 			}
 			return nil
+		}
+		if r := &recs[i]; r.Source == "" && r.Store != "" {
+			r.Source = b.opts.StoreSources[r.Store]
 		}
 	}
 	for _, r := range recs {

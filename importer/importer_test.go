@@ -522,3 +522,49 @@ func TestDetectFile(t *testing.T) {
 		t.Error("DetectFile of a missing file succeeded")
 	}
 }
+
+// A line naming a configured store but no source takes the store's
+// platform as its source, so its customer id joins the customer that
+// store's webhooks created (the audit's order_fulfilled with only
+// customer_id 6006 stayed apart from gus@example.com). Its id is the one
+// derived before, so files imported earlier stay duplicates.
+func TestNDJSONStoreWithoutSource(t *testing.T) {
+	t.Parallel()
+	db := openStore(t)
+	ctx := context.Background()
+	webhook := behavior.Record{ID: "shopify-customer-6006", Kind: behavior.CustomerUpdated, Source: "shopify", Store: "main",
+		At: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), Email: "gus@example.com", CustomerID: "6006"}
+	if _, err := db.Append(ctx, storage.Ingest{Records: []behavior.Record{webhook}}); err != nil {
+		t.Fatal(err)
+	}
+	line := `{"kind":"order_fulfilled","at":"2024-01-05T10:00:00Z","store":"main","customer_id":"6006"}` + "\n"
+	var wantID string
+	{
+		r, err := decodeRecord([]byte(line))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantID = behavior.ContentID(r)
+	}
+	rep, err := ImportReader(ctx, db, "f.ndjson", strings.NewReader(line), FormatNDJSON, Options{StoreSources: map[string]string{"main": "shopify"}})
+	if err != nil || rep.Imported != 1 {
+		t.Fatalf("%+v %v", countsOf(rep), err)
+	}
+	p, err := db.ProfileByEmail(ctx, "gus@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := db.RecordsByProfile(ctx, p.ID, storage.RecordQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got *behavior.Record
+	for i := range recs {
+		if recs[i].Kind == behavior.OrderFulfilled {
+			got = &recs[i]
+		}
+	}
+	if got == nil || got.Source != "shopify" || got.ID != wantID {
+		t.Fatalf("the imported record is not on gus's profile with source shopify and id %s: %+v", wantID, recs)
+	}
+}

@@ -51,7 +51,7 @@ func readLine(r *bufio.Reader, buf []byte) ([]byte, error) {
 // field would otherwise vanish silently.
 func readNDJSON(r *bufio.Reader, b *batcher) error {
 	var buf []byte
-	for line := 1; ; line++ {
+	for line := max(b.opts.FirstLine, 1); ; line++ {
 		text, err := readLine(r, buf)
 		switch {
 		case errors.Is(err, io.EOF):
@@ -64,7 +64,7 @@ func readNDJSON(r *bufio.Reader, b *batcher) error {
 			return fmt.Errorf("import: %s: %w", b.file, err)
 		}
 		buf = text[:0]
-		if line == 1 {
+		if line == max(b.opts.FirstLine, 1) {
 			text = trimBOM(text)
 		}
 		if len(bytes.TrimSpace(text)) == 0 {

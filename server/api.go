@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/gin-gonic/gin"
 
@@ -356,7 +358,16 @@ func (s *Server) importRecords(c *gin.Context) {
 	}
 	// Imports are larger than webhooks: allow 64× the webhook limit.
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxBodyBytes*64)
-	v, err := s.opts.Hooks.Import(c.Request.Context(), c.Request.Body)
+	req := ImportRequest{File: importName(c.Query("file")), FirstLine: 1, Format: c.Query("format"), Store: c.Query("store")}
+	if l := c.Query("line"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 {
+			jsonError(c, http.StatusBadRequest, "line must be a positive line number")
+			return
+		}
+		req.FirstLine = n
+	}
+	v, err := s.opts.Hooks.Import(c.Request.Context(), req, c.Request.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -415,4 +426,15 @@ func (s *Server) backup(c *gin.Context) {
 		// truncated body rather than a "complete" broken file.
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// importName is the label of an import's report: the client's file name
+// (?file=, as `nudge import` sends it) reduced to a short printable base
+// name, else "request".
+func importName(file string) string {
+	file = path.Base(strings.ReplaceAll(file, "\\", "/"))
+	if file == "." || file == "/" || len(file) > 200 || strings.IndexFunc(file, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return "request"
+	}
+	return file
 }

@@ -42,8 +42,8 @@ type Hooks struct {
 	Rules func(ctx context.Context) (any, error)
 	// Insights returns the fitted model report.
 	Insights func(ctx context.Context) (any, error)
-	// Import backfills records-ndjson from r.
-	Import func(ctx context.Context, r io.Reader) (any, error)
+	// Import backfills r, in req's format (records-ndjson by default).
+	Import func(ctx context.Context, req ImportRequest, r io.Reader) (any, error)
 	// Recommend returns a profile's recommendations.
 	Recommend func(ctx context.Context, profileID string, n int) (any, error)
 	// Forget erases a person everywhere, including outside the store (the
@@ -230,4 +230,21 @@ func (s *Server) requestLog() gin.HandlerFunc {
 			"method", c.Request.Method, "route", route, "status", c.Writer.Status(),
 			"duration_ms", float64(time.Since(start).Microseconds())/1000, "bytes_in", c.Request.ContentLength)
 	}
+}
+
+// ImportRequest describes a POST /api/v1/import body, from its query:
+// ?file=NAME&line=N&format=F&store=ID.
+type ImportRequest struct {
+	// File labels the report's errors: the file the client read, else
+	// "request".
+	File string
+	// FirstLine is the number of the body's first line in that file
+	// (default 1): `nudge import` sends a large records-ndjson file in
+	// pieces, and its errors must name the file's lines.
+	FirstLine int
+	// Format is one of importer.Formats(); "" for records-ndjson.
+	Format string
+	// Store is the configured store a CSV export comes from ("" for the
+	// only one of its platform).
+	Store string
 }

@@ -90,7 +90,7 @@ func (db *DB) pruneRecords(ctx context.Context, cutoff time.Time) (int, error) {
 					keys = append(keys, bytes.Clone(k))
 				}
 			}
-			if k == nil || len(k) < 8 || bytes.Compare(k[:8], end) >= 0 {
+			if len(k) < 8 || bytes.Compare(k[:8], end) >= 0 {
 				done = true
 			} else {
 				from = bytes.Clone(k)

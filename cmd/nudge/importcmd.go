@@ -2,10 +2,17 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"path/filepath"
+	"strconv"
+	"time"
 
 	"github.com/nudge-email/nudge/importer"
 )
@@ -55,28 +62,18 @@ func cmdImport(ctx context.Context, e *env, args []string) int {
 		}
 		opts.Progress = e.stderr
 		if serverUp {
-			// The running server holds the store; it imports ndjson through
-			// its API. Other formats need the file converted there too, so
-			// ask the operator to stop the server instead of guessing.
-			if fm != importer.FormatNDJSON {
-				fmt.Fprintf(e.stderr, "nudge import: a server is running; stop it to import %s files, or convert them to records-ndjson\n", fm)
+			// The running server holds the store: import through its API,
+			// with the same report and exit status as without a server.
+			rep, err := importThroughServer(ctx, e, a, groups[fm], fm, *storeID)
+			if werr := rep.WriteText(e.stdout); werr != nil && err == nil {
+				err = werr
+			}
+			if err != nil {
+				fmt.Fprintln(e.stderr, "nudge import:", err)
 				return 1
 			}
-			for _, f := range groups[fm] {
-				body, err := os.ReadFile(f)
-				if err != nil {
-					fmt.Fprintln(e.stderr, "nudge import:", err)
-					return 1
-				}
-				resp, err := a.do(ctx, http.MethodPost, "/api/v1/import", bytes.NewReader(body))
-				if err != nil {
-					fmt.Fprintf(e.stderr, "nudge import: %s: %v\n", f, err)
-					return 1
-				}
-				if err := copyJSON(e.stdout, resp.Body); err != nil {
-					failed = true
-				}
-				resp.Body.Close()
+			if rep.Rejected > 0 {
+				failed = true
 			}
 			continue
 		}
@@ -105,4 +102,100 @@ func cmdImport(ctx context.Context, e *env, args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// importChunk is the most records-ndjson one API request carries: a file
+// goes in pieces well under the server's body limit (64× the webhook
+// limit) and its write timeout, each piece committed as it arrives.
+const importChunk = 4 << 20
+
+// importThroughServer posts files to a running server's /api/v1/import
+// and adds up its reports. records-ndjson goes in pieces of whole lines,
+// each saying its first line's number, so errors name the file's lines
+// and a file of any size imports; a CSV export goes whole (an order's
+// rows must stay together), bounded by the server's body limit.
+func importThroughServer(ctx context.Context, e *env, a *adminClient, files []string, format, store string) (importer.Report, error) {
+	var total importer.Report
+	start := time.Now()
+	defer func() { total.Elapsed = time.Since(start) }()
+	post := func(f string, firstLine int, body []byte) error {
+		q := url.Values{"file": {filepath.Base(f)}, "line": {strconv.Itoa(firstLine)}}
+		if format != importer.FormatNDJSON {
+			q.Set("format", format)
+			if store != "" {
+				q.Set("store", store)
+			}
+		}
+		resp, err := a.do(ctx, http.MethodPost, "/api/v1/import?"+q.Encode(), bytes.NewReader(body))
+		if err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		defer resp.Body.Close()
+		var rep importer.Report
+		if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+			return fmt.Errorf("%s: reading the server's report: %w", f, err)
+		}
+		total.Rows += rep.Rows
+		total.Records += rep.Records
+		total.Imported += rep.Imported
+		total.Duplicates += rep.Duplicates
+		total.Rejected += rep.Rejected
+		total.Skipped += rep.Skipped
+		total.Errors = append(total.Errors, rep.Errors...)
+		total.ErrorsOmitted += rep.ErrorsOmitted
+		return nil
+	}
+	for _, f := range files {
+		total.Files++
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			return total, err
+		}
+		if format != importer.FormatNDJSON {
+			if err := post(f, 1, raw); err != nil {
+				return total, err
+			}
+			continue
+		}
+		if raw, err = gunzipIfGzip(raw); err != nil {
+			return total, fmt.Errorf("%s: %w", f, err)
+		}
+		chunk := importChunk
+		if e.importChunk > 0 {
+			chunk = e.importChunk
+		}
+		line := 1
+		for len(raw) > 0 {
+			n := len(raw)
+			if n > chunk {
+				// End the piece at a line end; one line longer than a
+				// piece goes alone (the server rejects it as too long).
+				if i := bytes.LastIndexByte(raw[:chunk], '\n'); i >= 0 {
+					n = i + 1
+				} else if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+					n = i + 1
+				}
+			}
+			if err := post(f, line, raw[:n]); err != nil {
+				return total, err
+			}
+			line += bytes.Count(raw[:n], []byte("\n"))
+			raw = raw[n:]
+			fmt.Fprintf(e.stderr, "%s: %d lines sent, %d imported, %d duplicates, %d rejected\n", filepath.Base(f), line-1, total.Imported, total.Duplicates, total.Rejected)
+		}
+	}
+	return total, nil
+}
+
+// gunzipIfGzip returns b, or its decompressed content when it is gzip.
+func gunzipIfGzip(b []byte) ([]byte, error) {
+	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		return b, nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	defer zr.Close()
+	return io.ReadAll(zr)
 }

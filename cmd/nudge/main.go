@@ -24,6 +24,9 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// importChunk overrides the size of the pieces `nudge import` sends
+	// a running server (0: importChunk), so tests can cut small files.
+	importChunk int
 }
 
 func commands() map[string]command {

@@ -92,14 +92,17 @@ func TestUnknownCommand(t *testing.T) {
 // checkouts/create --email a@example.com` against a running server yields
 // a checkout_started record that `nudge profile a@example.com` shows; and
 // serve stops cleanly on cancellation.
-func TestServeTriggerProfile(t *testing.T) {
+// startServe runs `nudge serve` in-process on a fresh config and waits
+// until it is ready; the returned channel yields its exit code once ctx
+// is cancelled.
+func startServe(t *testing.T, ctx context.Context, cancel context.CancelFunc) (cfg string, done <-chan int, serveErr *bytes.Buffer) {
+	t.Helper()
 	listen := freePort(t)
-	cfg := writeConfig(t, listen)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	var serveErr bytes.Buffer
+	cfg = writeConfig(t, listen)
+	ch := make(chan int, 1)
+	serveErr = &bytes.Buffer{}
 	go func() {
-		done <- run(ctx, &env{stdout: &bytes.Buffer{}, stderr: &serveErr, getenv: os.Getenv}, []string{"serve", "-c", cfg, "--log-level", "warn"})
+		ch <- run(ctx, &env{stdout: &bytes.Buffer{}, stderr: serveErr, getenv: os.Getenv}, []string{"serve", "-c", cfg, "--log-level", "warn"})
 	}()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -116,6 +119,69 @@ func TestServeTriggerProfile(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return cfg, ch, serveErr
+}
+
+// TestImportThroughServer: with a server running, `nudge import` goes
+// through its API in pieces, and reports and exits as it does without a
+// server: the file's own line numbers, duplicates on re-import, exit 1
+// when rows were rejected; CSV exports go too.
+func TestImportThroughServer(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg, done, serveErr := startServe(t, ctx, cancel)
+
+	var lines []string
+	for i := 1; i <= 40; i++ {
+		if i == 27 {
+			lines = append(lines, `{"kind":"order_placed","email":"no-time@example.com"}`) // no at: rejected
+			continue
+		}
+		lines = append(lines, fmt.Sprintf(`{"kind":"order_placed","at":"2024-03-%02dT10:00:00Z","email":"c%d@example.com","value":%d,"currency":"USD"}`, i%28+1, i, 1000+i))
+	}
+	file := filepath.Join(t.TempDir(), "history.ndjson")
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	importCmd := func() (int, string, string) {
+		var out, errb bytes.Buffer
+		// 500-byte pieces: the 40 lines go in about eight requests.
+		code := run(ctx, &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: os.Getenv, importChunk: 500}, []string{"import", file, "-c", cfg})
+		return code, out.String(), errb.String()
+	}
+	code, out, errs := importCmd()
+	if code != 1 || !strings.Contains(out, "imported 39 records, 0 duplicates, from 40 rows in 1 file(s); rejected 1 rows") || !strings.Contains(out, "history.ndjson:27: ") {
+		t.Fatalf("import: exit %d\nstdout %s\nstderr %s", code, out, errs)
+	}
+	if n := strings.Count(errs, "lines sent"); n < 5 {
+		t.Errorf("%d progress lines, want one per piece:\n%s", n, errs)
+	}
+	if code, out, errs = importCmd(); code != 1 || !strings.Contains(out, "imported 0 records, 39 duplicates") {
+		t.Errorf("re-import: exit %d\nstdout %s\nstderr %s", code, out, errs)
+	}
+	csv, err := filepath.Abs("../../importer/testdata/shopify_orders.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fixture holds good orders and four bad rows on purpose.
+	if code, out, errs := runCmd(t, ctx, "import", csv, "-c", cfg); code != 1 || !strings.Contains(out, "imported 9 records") || !strings.Contains(out, "shopify_orders.csv:11: ") {
+		t.Errorf("CSV import through the server: exit %d\nstdout %s\nstderr %s", code, out, errs)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("serve exited %d: %s", code, serveErr.String())
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+}
+
+func TestServeTriggerProfile(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg, done, serveErr := startServe(t, ctx, cancel)
 
 	for _, tc := range [][]string{
 		{"shopify", "checkouts/create"},
