@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -104,16 +105,22 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		st.Close()
 		return nil, err
 	}
-	webh, err := web.New(web.Config{
-		WriteKey: cfg.Tracking.WriteKey, AllowedOrigins: cfg.Tracking.AllowedOrigins,
-		RequireConsent: cfg.Tracking.RequireConsent, RatePerIP: unlimitedIfZero(cfg.Tracking.RatePerIP), RatePerKey: unlimitedIfZero(cfg.Tracking.RatePerKey),
-		TokenSecret: TokenSecret(cfg), PublicURL: cfg.PublicURL, StoreID: firstStoreID(cfg), Currency: firstCurrency(cfg),
-	}, ingestNotifier{DB: st, wake: a.Scheduler.Wake}, web.Options{Clock: opts.Clock, Logger: opts.Logger})
-	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("tracking: %w", err)
+	trackingRoutes := web.RegisterOff
+	if strings.TrimSpace(cfg.Tracking.WriteKey) == "" {
+		opts.Logger.Warn("tracking API off: tracking.write_key is not set")
+	} else {
+		webh, err := web.New(web.Config{
+			WriteKey: cfg.Tracking.WriteKey, AllowedOrigins: cfg.Tracking.AllowedOrigins,
+			RequireConsent: cfg.Tracking.RequireConsent, RatePerIP: unlimitedIfZero(cfg.Tracking.RatePerIP), RatePerKey: unlimitedIfZero(cfg.Tracking.RatePerKey),
+			TokenSecret: TokenSecret(cfg), PublicURL: cfg.PublicURL, StoreID: firstStoreID(cfg), Currency: firstCurrency(cfg),
+		}, ingestNotifier{DB: st, wake: a.Scheduler.Wake}, web.Options{Clock: opts.Clock, Logger: opts.Logger})
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("tracking: %w", err)
+		}
+		trackingRoutes = webh.Register
 	}
-	mounts := []func(gin.IRouter){webh.Register}
+	mounts := []func(gin.IRouter){trackingRoutes}
 	mounts = append(mounts, a.parts.mounts...)
 	adm, health, err := a.buildAdmin(hooks)
 	if err != nil {

@@ -49,3 +49,33 @@ func TestEveryAdminAndAPIRouteNeedsTheToken(t *testing.T) {
 		t.Fatalf("walked only %d protected routes", n)
 	}
 }
+
+// A config without tracking.write_key (which `nudge check` accepts) starts,
+// with the tracking routes answering that tracking is off: the audit saw
+// check say "ok" for a config serve then refused.
+func TestServesWithTrackingOff(t *testing.T) {
+	cfg := app.ExampleConfig(t)
+	cfg.Tracking.WriteKey = ""
+	a, err := app.Open(context.Background(), cfg, app.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	h := a.Server.Handler()
+	for _, target := range []string{"POST /v1/track", "POST /v1/batch", "GET /t.js"} {
+		method, path, _ := strings.Cut(target, " ")
+		req := httptest.NewRequest(method, path, strings.NewReader(`{"event":"x","anonymousId":"a"}`))
+		req.SetBasicAuth("", "")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusNotFound || !strings.Contains(rec.Body.String(), "tracking is off") {
+			t.Errorf("%s: %d %s, want 404 saying tracking is off", target, rec.Code, rec.Body)
+		}
+	}
+	req := httptest.NewRequest(http.MethodGet, "/healthz", nil)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Errorf("healthz: %d", rec.Code)
+	}
+}

@@ -100,6 +100,9 @@ func cmdCheck(_ context.Context, e *env, args []string) int {
 		}
 		return 1
 	}
+	if strings.TrimSpace(cfg.Tracking.WriteKey) == "" {
+		fmt.Fprintln(e.stderr, "note: tracking.write_key is not set: serve runs with the tracking API (/v1/*, /t.js) off")
+	}
 	fmt.Fprintf(e.stdout, "ok: %d rules\n", set.Len())
 	return 0
 }

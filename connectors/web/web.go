@@ -179,6 +179,22 @@ func (h *Handler) Register(r gin.IRouter) {
 	r.HEAD("/t.js", h.serveScript)
 }
 
+// RegisterOff mounts the tracking routes for a server whose config has
+// no tracking.write_key: the tracking API is off, and every call gets a
+// 404 saying so rather than nudge refusing to start (a shop without a
+// storefront script needs no key).
+func RegisterOff(r gin.IRouter) {
+	off := func(c *gin.Context) {
+		c.AbortWithStatusJSON(http.StatusNotFound, answer{Error: "tracking is off: set tracking.write_key in the config"})
+	}
+	for path := range Routes() {
+		r.POST("/v1/"+path, off)
+		r.OPTIONS("/v1/"+path, off)
+	}
+	r.GET("/t.js", off)
+	r.HEAD("/t.js", off)
+}
+
 // answer is the JSON body of every /v1 response. success:true is
 // Segment's answer; the rest is ours and ignored by Segment clients.
 type answer struct {
