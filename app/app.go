@@ -55,6 +55,9 @@ type App struct {
 
 	parts *parts // the engine, dispatcher, insights: see wire.go
 	mu    sync.Mutex
+	// backfillQuiet is how long after an import's last records the
+	// models are refitted (runRefits); tests shorten it.
+	backfillQuiet time.Duration
 }
 
 // Open builds everything from cfg and opens the store. Close releases it.
@@ -85,7 +88,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{Config: cfg, Store: st, Logger: opts.Logger, Clock: opts.Clock}
+	a := &App{Config: cfg, Store: st, Logger: opts.Logger, Clock: opts.Clock, backfillQuiet: backfillQuiet}
 	sm := newSchedulerMetrics(opts.Registry)
 	// 64 workers: a due step waits for two group commits, so throughput
 	// grows with the steps in flight (bench/sched: ~3x over 16). The

@@ -79,3 +79,38 @@ func TestServesWithTrackingOff(t *testing.T) {
 		t.Errorf("healthz: %d", rec.Code)
 	}
 }
+
+// GET /api/v1/insights gives the live fit, or with ?as_of= one made on
+// request, as `nudge insights --as-of` makes it; a bad as_of is a 400.
+func TestInsightsAPIAsOf(t *testing.T) {
+	cfg := app.ExampleConfig(t)
+	a, err := app.Open(context.Background(), cfg, app.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	h := a.Server.Handler()
+	get := func(q string) (int, string) {
+		req := httptest.NewRequest(http.MethodGet, "/api/v1/insights"+q, nil)
+		req.Header.Set("Authorization", "Bearer "+cfg.Admin.Token)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := get("?as_of=1998-07-01"); code != http.StatusOK || !strings.Contains(body, `"as_of":"1998-07-01T00:00:00Z"`) {
+		t.Errorf("as_of a date: %d %.200s", code, body)
+	}
+	if code, body := get("?as_of=2026-01-02T03:04:05%2B01:00"); code != http.StatusOK || !strings.Contains(body, `"as_of":"2026-01-02T02:04:05Z"`) {
+		t.Errorf("as_of RFC 3339: %d %.200s", code, body)
+	}
+	if code, body := get("?as_of=yesterday"); code != http.StatusBadRequest || !strings.Contains(body, "as_of") {
+		t.Errorf("bad as_of: %d %s", code, body)
+	}
+	if code, _ := get(""); code != http.StatusOK {
+		t.Errorf("live fit: %d", code)
+	}
+	// The on-request fit replaced nothing.
+	if got := a.Insights().Report().AsOf; got.Year() == 1998 {
+		t.Errorf("the live report became the 1998 fit")
+	}
+}

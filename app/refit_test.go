@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nudge-email/nudge/behavior"
 	"github.com/nudge-email/nudge/clock"
 	"github.com/nudge-email/nudge/config"
+	"github.com/nudge-email/nudge/importer"
+	"github.com/nudge-email/nudge/server"
 	"github.com/nudge-email/nudge/storage"
 )
 
@@ -23,9 +26,13 @@ func TestRefitAtStartOnlyWhenStale(t *testing.T) {
 		name   string
 		age    time.Duration
 		refits bool
+		// backfill marks an import this long after the fit, before the
+		// restart (the audit's CDNOW import with the server stopped).
+		backfill time.Duration
 	}{
-		{"fresh", time.Hour, false},
-		{"stale", 25 * time.Hour, true},
+		{"fresh", time.Hour, false, 0},
+		{"stale", 25 * time.Hour, true, 0},
+		{"fresh but an import since", time.Hour, true, time.Minute},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := exampleConfig(t)
@@ -49,6 +56,11 @@ func TestRefitAtStartOnlyWhenStale(t *testing.T) {
 			fittedAt := now.Add(-tc.age)
 			if _, err := a.Insights().Refit(ctx, fittedAt); err != nil {
 				t.Fatal(err)
+			}
+			if tc.backfill > 0 {
+				if err := a.Store.MarkBackfilled(ctx, fittedAt.Add(tc.backfill)); err != nil {
+					t.Fatal(err)
+				}
 			}
 			a.Close()
 
@@ -93,5 +105,64 @@ func TestRefitAtStartOnlyWhenStale(t *testing.T) {
 				t.Fatalf("saved fit as of %v, want %v", m.FittedAt, want)
 			}
 		})
+	}
+}
+
+// TestRefitAfterImport: an import into a running server (which marks the
+// store backfilled) gets the models refitted once it has been quiet for
+// backfillQuiet, not at the next refit_every.
+func TestRefitAfterImport(t *testing.T) {
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	cfg := exampleConfig(t)
+	cfg.Insights.RefitEvery = config.Duration(24 * time.Hour)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx := context.Background()
+	clk := clock.NewFake(now)
+	a, err := Open(ctx, cfg, Options{Clock: clk, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	a.backfillQuiet = 40 * time.Millisecond
+	if _, err := a.Insights().Refit(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.runRefits(runCtx)
+	}()
+	defer func() { stop(); <-done }()
+
+	// A fresh fit: nothing happens for a while.
+	time.Sleep(150 * time.Millisecond)
+	if got := a.Insights().Report().AsOf; !got.Equal(now) {
+		t.Fatalf("refitted without an import: as of %v", got)
+	}
+	// An import a minute later, through the API hook as the CLI sends it.
+	clk.Set(now.Add(time.Minute))
+	body := ""
+	for i := range 20 {
+		body += fmt.Sprintf(`{"kind":"order_placed","at":"1997-0%d-1%dT10:00:00Z","email":"h%d@example.com","value":1500,"currency":"USD"}`+"\n", i%9+1, i%10, i%7)
+	}
+	rep, err := a.parts.hooks.Import(ctx, server.ImportRequest{File: "history.ndjson", FirstLine: 1}, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := rep.(importer.Report); r.Imported != 20 {
+		t.Fatalf("imported %+v", r)
+	}
+	clk.Set(now.Add(2 * time.Minute)) // quiet since
+	want := now.Add(2 * time.Minute)
+	deadline := time.Now().Add(10 * time.Second)
+	for !a.Insights().Report().AsOf.Equal(want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no refit after the import: as of %v, want %v", a.Insights().Report().AsOf, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if rep := a.Insights().Report(); rep.Records < 20 {
+		t.Errorf("the refit saw %d records", rep.Records)
 	}
 }

@@ -147,7 +147,14 @@ func (a *App) wire(ctx context.Context, opts Options) error {
 		Forget: func(ctx context.Context, p storage.Profile) error {
 			return Forget(ctx, a.Store, cfg.DataDir, p)
 		},
-		Insights: func(ctx context.Context) (any, error) { return ins.Report(), nil },
+		// The live fit, or one made on request as of a time (as `nudge
+		// insights` makes it), which replaces nothing.
+		Insights: func(ctx context.Context, asOf time.Time) (any, error) {
+			if asOf.IsZero() {
+				return ins.Report(), nil
+			}
+			return ins.Analyze(ctx, asOf)
+		},
 		Recommend: func(ctx context.Context, profileID string, n int) (any, error) {
 			return ins.Recommend(ctx, profileID, n)
 		},
@@ -165,6 +172,11 @@ func (a *App) wire(ctx context.Context, opts Options) error {
 			}
 			opts.FirstLine = req.FirstLine
 			rep, err := importer.ImportReader(ctx, a.Store, req.File, r, format, opts)
+			if rep.Imported > 0 {
+				if merr := a.Store.MarkBackfilled(ctx, a.Clock.Now()); merr != nil {
+					a.Logger.Warn("import: insights will refit on schedule only", "error", merr)
+				}
+			}
 			if err == nil {
 				a.Scheduler.Wake()
 			}
@@ -253,6 +265,10 @@ func (a *App) RuleSummaries(ctx context.Context) (any, error) {
 	return map[string]any{"rules": out}, nil
 }
 
+// backfillQuiet is how long after an import's last records runRefits
+// refits the models (App.backfillQuiet).
+const backfillQuiet = 30 * time.Second
+
 // runRefits refits the insights models every insights.refit_every until
 // ctx ends. At start it reuses the fit the last refit saved in the store
 // when that is younger than refit_every, so a restart does not read the
@@ -273,11 +289,23 @@ func (a *App) runRefits(ctx context.Context) {
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
+	// An import (of years of orders, often) makes the live fit miss
+	// history until the next refit, up to refit_every away: refit once the
+	// import has been quiet for backfillQuiet (a large one arrives in
+	// pieces).
+	check := time.NewTicker(a.backfillQuiet / 2)
+	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-check.C:
+			at, stale, err := ins.BackfilledSince(ctx)
+			if err != nil || !stale || a.Clock.Now().Sub(at) < a.backfillQuiet {
+				continue
+			}
+			a.Logger.Info("insights: refitting after an import", "imported_at", at)
 		}
 		start := time.Now()
 		if rep, err := ins.Refit(ctx, a.Clock.Now()); err != nil {

@@ -139,6 +139,9 @@ func (e *Engine) Restore(ctx context.Context, now time.Time, maxAge time.Duratio
 	if maxAge > 0 && now.Sub(m.FittedAt) > maxAge {
 		return m.FittedAt, false, nil
 	}
+	if m.BackfilledAt.After(m.FittedAt) {
+		return m.FittedAt, false, nil // an import since: refit now
+	}
 	var s savedFit
 	if err := gob.NewDecoder(bytes.NewReader(m.Data)).Decode(&s); err != nil {
 		e.log.Warn("insights: saved fit unreadable; refitting", "error", err)
@@ -181,4 +184,18 @@ func (e *Engine) NextRefit(ctx context.Context, now time.Time, refitEvery time.D
 		return 0, err
 	}
 	return max(0, asOf.Add(refitEvery).Sub(now)), nil
+}
+
+// BackfilledSince reports when an import last stored records, if that was
+// after the saved fit: the live models then miss that history until a
+// refit. ok is false when the fit is current (or none was saved).
+func (e *Engine) BackfilledSince(ctx context.Context) (at time.Time, ok bool, err error) {
+	m, err := e.store.InsightsModel(ctx)
+	if errors.Is(err, storage.ErrNotFound) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	return m.BackfilledAt, m.BackfilledAt.After(m.FittedAt), nil
 }

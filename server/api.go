@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"path"
 	"strconv"
@@ -31,11 +32,15 @@ func (s *Server) mountAPI(api *gin.RouterGroup) {
 	api.GET("/sends", s.listSends)
 	api.POST("/sends/:id/retry", s.sendAction(func() func(context.Context, string) error { return s.opts.Hooks.RetrySend }))
 	api.POST("/sends/:id/discard", s.sendAction(func() func(context.Context, string) error { return s.opts.Hooks.DiscardSend }))
-	api.GET("/insights", s.hook(func(ctx context.Context, _ *gin.Context) (any, error) {
+	api.GET("/insights", s.hook(func(ctx context.Context, c *gin.Context) (any, error) {
 		if s.opts.Hooks.Insights == nil {
 			return nil, errNoHook
 		}
-		return s.opts.Hooks.Insights(ctx)
+		asOf, err := parseAsOf(c.Query("as_of"), s.opts.Clock.Now())
+		if err != nil {
+			return nil, err
+		}
+		return s.opts.Hooks.Insights(ctx, asOf)
 	}))
 	api.POST("/import", s.importRecords)
 	api.GET("/suppressions/:email", s.getSuppression)
@@ -437,4 +442,23 @@ func importName(file string) string {
 		return "request"
 	}
 	return file
+}
+
+// parseAsOf reads ?as_of= of GET /api/v1/insights: "" for the live fit,
+// "now", a date (YYYY-MM-DD, midnight UTC) or an RFC 3339 time for a fit
+// made on request, as `nudge insights [--as-of DATE]` makes it.
+func parseAsOf(v string, now time.Time) (time.Time, error) {
+	switch v {
+	case "":
+		return time.Time{}, nil
+	case "now":
+		return now.UTC(), nil
+	}
+	if t, err := time.Parse("2006-01-02", v); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t.UTC(), nil
+	}
+	return time.Time{}, fmt.Errorf("%w: as_of %q: want now, YYYY-MM-DD or RFC 3339", storage.ErrInvalid, v)
 }

@@ -41,7 +41,7 @@ type Hooks struct {
 	// Rules lists rules with their counts.
 	Rules func(ctx context.Context) (any, error)
 	// Insights returns the fitted model report.
-	Insights func(ctx context.Context) (any, error)
+	Insights func(ctx context.Context, asOf time.Time) (any, error)
 	// Import backfills r, in req's format (records-ndjson by default).
 	Import func(ctx context.Context, req ImportRequest, r io.Reader) (any, error)
 	// Recommend returns a profile's recommendations.

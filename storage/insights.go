@@ -18,6 +18,8 @@ type Insights interface {
 	InsightsModel(ctx context.Context) (InsightsModel, error)
 	// PutInsightsModel replaces the saved fit.
 	PutInsightsModel(ctx context.Context, m InsightsModel) error
+	// MarkBackfilled notes that an import stored records at a time.
+	MarkBackfilled(ctx context.Context, at time.Time) error
 	// SetScoresBatch is SetScores for many profiles in one transaction;
 	// profiles that are gone (forgotten meanwhile) are skipped. It reports
 	// for each update whether it was written.
@@ -29,6 +31,9 @@ type Insights interface {
 type InsightsModel struct {
 	FittedAt time.Time // the as-of time of the fit
 	Data     []byte
+	// BackfilledAt is when an import last stored records (MarkBackfilled),
+	// zero if none has; read only. A fit older than it misses history.
+	BackfilledAt time.Time
 }
 
 // ScoreUpdate is one profile's scores for SetScoresBatch.
@@ -45,7 +50,27 @@ type ScoreUpdate struct {
 var (
 	bucketInsights = []byte("insights")
 	keyInsightsFit = []byte("model")
+	// keyBackfilled → u64 ns: when an import last stored records.
+	keyBackfilled = []byte("backfilled")
 )
+
+// MarkBackfilled notes that an import stored records at at, so the
+// insights fit is known to miss them (InsightsModel.BackfilledAt) until
+// its next refit: webhooks add history a little at a time, an import all
+// at once and often years of it.
+func (db *DB) MarkBackfilled(ctx context.Context, at time.Time) error {
+	err := db.update(ctx, func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketInsights)
+		if err != nil {
+			return err
+		}
+		return b.Put(keyBackfilled, timeKey(at))
+	})
+	if err != nil {
+		return fmt.Errorf("storage: mark backfilled: %w", err)
+	}
+	return nil
+}
 
 // InsightsModel returns the fit saved last.
 func (db *DB) InsightsModel(ctx context.Context) (InsightsModel, error) {
@@ -60,6 +85,9 @@ func (db *DB) InsightsModel(ctx context.Context) (InsightsModel, error) {
 			return ErrNotFound
 		}
 		m = InsightsModel{FittedAt: keyTime(v[:8]), Data: append([]byte(nil), v[8:]...)}
+		if bf := b.Get(keyBackfilled); len(bf) == 8 {
+			m.BackfilledAt = keyTime(bf)
+		}
 		return nil
 	})
 	if err != nil {

@@ -83,6 +83,13 @@ func cmdImport(ctx context.Context, e *env, args []string) int {
 			return 1
 		}
 		rep, err := importer.Run(ctx, db, groups[fm], fm, opts)
+		if rep.Imported > 0 {
+			// The next serve refits the models at start instead of
+			// keeping a saved fit that misses this history.
+			if merr := db.MarkBackfilled(ctx, time.Now()); merr != nil && err == nil {
+				err = merr
+			}
+		}
 		cerr := db.Close()
 		if werr := rep.WriteText(e.stdout); werr != nil && err == nil {
 			err = werr
