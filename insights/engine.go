@@ -48,10 +48,12 @@ type Options struct {
 
 // Recommendation is a product to show someone, with its catalog facts.
 type Recommendation struct {
+	// Title, URL and ImageURL are always present, "" when the catalog
+	// does not know them: the profile API's shape (CONTRACT §3) names them.
 	ProductID string  `json:"product_id"`
-	Title     string  `json:"title,omitempty"`
-	URL       string  `json:"url,omitempty"`
-	ImageURL  string  `json:"image_url,omitempty"`
+	Title     string  `json:"title"`
+	URL       string  `json:"url"`
+	ImageURL  string  `json:"image_url"`
 	Price     int64   `json:"price"` // minor units
 	Currency  string  `json:"currency,omitempty"`
 	Score     float64 `json:"score"`

@@ -1,8 +1,10 @@
 package insights
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,6 +138,20 @@ func TestRecommenderViewSessions(t *testing.T) {
 	for _, s := range got {
 		if !s.Trending {
 			t.Fatalf("c has no neighbour inside the window, got %+v", got)
+		}
+	}
+}
+
+// The profile API's recommendations always carry title, url and image_url
+// (CONTRACT §3), "" when the catalog does not know them.
+func TestRecommendationJSONShape(t *testing.T) {
+	b, err := json.Marshal(Recommendation{ProductID: "p1", Price: 990, Score: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{`"product_id":"p1"`, `"title":""`, `"url":""`, `"image_url":""`, `"price":990`, `"score":0.5`} {
+		if !strings.Contains(string(b), key) {
+			t.Errorf("%s lacks %s", b, key)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -330,7 +331,12 @@ func (s *Server) listSends(c *gin.Context) {
 	if v, err := strconv.Atoi(c.Query("limit")); err == nil && v > 0 {
 		limit = v
 	}
-	sends, err := s.opts.Store.ListSends(c.Request.Context(), c.Query("status"), limit)
+	status := c.Query("status")
+	if status != "" && !slices.Contains(storage.SendStatuses(), status) {
+		jsonError(c, http.StatusBadRequest, fmt.Sprintf("unknown status %q (one of %s)", status, strings.Join(storage.SendStatuses(), ", ")))
+		return
+	}
+	sends, err := s.opts.Store.ListSends(c.Request.Context(), status, limit)
 	if err != nil {
 		s.apiError(c, err)
 		return

@@ -843,6 +843,13 @@ func TestIngestRoutes(t *testing.T) {
 			wantJSONError(t, c.name+" with a store segment", e.mustPost(t, c.path+"/main", h, body), http.StatusNotFound)
 		}
 		wantJSONError(t, "unknown source", e.mustPost(t, "/webhooks/paypal", jsonHeader(), []byte(`{}`)), http.StatusNotFound)
+		// An unknown source with a store segment names the source, not
+		// the store (the audit saw "unknown store main for foo").
+		r := e.mustPost(t, "/webhooks/paypal/main", jsonHeader(), []byte(`{}`))
+		wantJSONError(t, "unknown source with a store", r, http.StatusNotFound)
+		if !strings.Contains(r.answer.Error, "no webhook receiver for paypal") {
+			t.Errorf("unknown source with a store: %q", r.answer.Error)
+		}
 		if got := count(); got != n {
 			t.Fatalf("unknown routes stored %d records", got-n)
 		}

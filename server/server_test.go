@@ -313,3 +313,17 @@ func TestCommitMetrics(t *testing.T) {
 		t.Errorf("+Inf bucket %v, commits %v", inf, after["nudge_store_commits_total"])
 	}
 }
+
+// A misspelt outbox status is a 400 naming the statuses, not an empty list.
+func TestListSendsStatus(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	auth := http.Header{"Authorization": {"Bearer " + adminToken}}
+	if rec := f.do(t, http.MethodGet, "/api/v1/sends?status=sent", nil, auth); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"sends":[]`) {
+		t.Errorf("status=sent: %d %s", rec.Code, rec.Body)
+	}
+	rec := f.do(t, http.MethodGet, "/api/v1/sends?status=snet", nil, auth)
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "unknown status") || !strings.Contains(rec.Body.String(), "retrying") {
+		t.Errorf("status=snet: %d %s", rec.Code, rec.Body)
+	}
+}

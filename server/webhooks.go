@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -68,9 +69,12 @@ func (s *Server) webhook(c *gin.Context) {
 	w, ok := s.hooks[key]
 	if !ok {
 		s.metrics.webhook("unknown", outcomeUnknown, start) // never a user-chosen label
-		if store != "" {
+		switch {
+		case !s.knownSource(source):
+			jsonError(c, http.StatusNotFound, "no webhook receiver for "+source+" (is it configured?)")
+		case store != "":
 			jsonError(c, http.StatusNotFound, "unknown store "+store+" for "+source)
-		} else {
+		default:
 			jsonError(c, http.StatusNotFound, "no webhook receiver for "+source+" (is it configured?)")
 		}
 		return
@@ -174,4 +178,15 @@ func deliveryID(key string, body []byte) string {
 	h.Write([]byte{0})
 	var sum [sha256.Size]byte
 	return hex.EncodeToString(h.Sum(sum[:0])[:16])
+}
+
+// knownSource reports whether any receiver serves source, so an unknown
+// source and an unknown store of a known one get different answers.
+func (s *Server) knownSource(source string) bool {
+	for key := range s.hooks {
+		if src, _, _ := strings.Cut(key, "/"); src == source {
+			return true
+		}
+	}
+	return false
 }

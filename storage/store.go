@@ -358,6 +358,12 @@ const (
 	SendSkipped  = "skipped" // the policy gate stopped it at send time
 )
 
+// SendStatuses lists every send status, for filters that must reject a
+// misspelt one rather than answer with nothing.
+func SendStatuses() []string {
+	return []string{SendPending, SendSending, SendSent, SendRetrying, SendDead, SendUnknown, SendHeld, SendSkipped}
+}
+
 // Send is one outbox entry: one message for one journey step.
 type Send struct {
 	ID                string            `json:"id"` // unique per journey step
