@@ -205,6 +205,9 @@ func (s *Scheduler) Recover(ctx context.Context) (int, error) {
 // It returns after in-flight jobs finish.
 func (s *Scheduler) Run(ctx context.Context) error {
 	if n, err := s.Recover(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: nothing ran, nothing to drain
+		}
 		return err
 	} else if n > 0 {
 		s.opts.Logger.Info("scheduler recovered interrupted jobs", "jobs", n)

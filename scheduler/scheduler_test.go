@@ -231,3 +231,17 @@ func TestDefaultBackoffGrowsAndCaps(t *testing.T) {
 		prev = d
 	}
 }
+
+// Stopped while starting (SIGTERM right after `nudge serve` began), Run
+// returns no error: the audit saw exit 1 with "recover jobs: context
+// canceled" for a clean stop.
+func TestRunStoppedWhileStarting(t *testing.T) {
+	fc := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	db := openStore(t, filepath.Join(t.TempDir(), "nudge.db"), fc)
+	s := scheduler.New(db, scheduler.Options{Clock: fc})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Run(ctx); err != nil {
+		t.Fatalf("Run after a stop while starting: %v", err)
+	}
+}

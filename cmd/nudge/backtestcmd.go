@@ -62,6 +62,7 @@ func openReadable(ctx context.Context, cfg *config.Config) (*storage.DB, func(),
 func cmdBacktest(ctx context.Context, e *env, args []string) int {
 	fs := newFlags(e, "backtest", "[-c FILE] [--since DUR] [--rule ID] [--json]")
 	cfgPath := fs.String("c", "", "config file")
+	dataDir := fs.String("data-dir", "", "data directory (overrides data_dir, as for serve)")
 	since := fs.String("since", "30d", "how far back to replay (e.g. 30d, 12w)")
 	rule := fs.String("rule", "", "only this rule")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -73,7 +74,7 @@ func cmdBacktest(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "nudge backtest: --since:", err)
 		return 2
 	}
-	cfg, err := loadConfig(e, *cfgPath)
+	cfg, err := loadConfigDir(e, *cfgPath, *dataDir)
 	if err != nil {
 		printConfigError(e, err)
 		return 1
@@ -117,8 +118,9 @@ func cmdBacktest(ctx context.Context, e *env, args []string) int {
 }
 
 func cmdPreview(ctx context.Context, e *env, args []string) int {
-	fs := newFlags(e, "preview", "RULE --email E [--step N] [-c FILE]")
+	fs := newFlags(e, "preview", "RULE --email E [--step N] [--data-dir DIR] [-c FILE]")
 	cfgPath := fs.String("c", "", "config file")
+	dataDir := fs.String("data-dir", "", "data directory (overrides data_dir, as for serve)")
 	email := fs.String("email", "", "the customer to render for (required)")
 	step := fs.Int("step", 1, "step number, from 1")
 	asJSON := fs.Bool("json", false, "print the message as JSON")
@@ -130,7 +132,7 @@ func cmdPreview(ctx context.Context, e *env, args []string) int {
 		fs.Usage()
 		return 2
 	}
-	cfg, err := loadConfig(e, *cfgPath)
+	cfg, err := loadConfigDir(e, *cfgPath, *dataDir)
 	if err != nil {
 		printConfigError(e, err)
 		return 1

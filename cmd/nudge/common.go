@@ -69,6 +69,17 @@ func loadConfig(e *env, flagValue string) (*config.Config, error) {
 	return config.Load(p)
 }
 
+// loadConfigDir is loadConfig with --data-dir applied, so a command
+// finds the files of a server started with `serve --data-dir DIR` (the
+// store, the dev webhook keys).
+func loadConfigDir(e *env, flagValue, dataDir string) (*config.Config, error) {
+	cfg, err := loadConfig(e, flagValue)
+	if err == nil && dataDir != "" {
+		cfg.DataDir = dataDir
+	}
+	return cfg, err
+}
+
 // printConfigError prints config errors one per line.
 func printConfigError(e *env, err error) {
 	var list config.ErrorList

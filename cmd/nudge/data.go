@@ -32,8 +32,9 @@ func openDirect(cfg *config.Config) (*storage.DB, error) {
 func personCommand(ctx context.Context, e *env, name string, args []string,
 	viaAPI func(ctx context.Context, a *adminClient, email string) error,
 	direct func(ctx context.Context, cfg *config.Config, st storage.Store, p storage.Profile) error) int {
-	fs := newFlags(e, name, "EMAIL [-c FILE]")
+	fs := newFlags(e, name, "EMAIL [--data-dir DIR] [-c FILE]")
 	cfgPath := fs.String("c", "", "config file (default ./nudge.yaml, then ./config.example.yaml)")
+	dataDir := fs.String("data-dir", "", "data directory (overrides data_dir, as for serve)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return 2
@@ -43,7 +44,7 @@ func personCommand(ctx context.Context, e *env, name string, args []string,
 		return 2
 	}
 	email := behavior.NormalizeEmail(pos[0])
-	cfg, err := loadConfig(e, *cfgPath)
+	cfg, err := loadConfigDir(e, *cfgPath, *dataDir)
 	if err != nil {
 		printConfigError(e, err)
 		return 1
@@ -155,8 +156,9 @@ func cmdForget(ctx context.Context, e *env, args []string) int {
 }
 
 func cmdBackup(ctx context.Context, e *env, args []string) int {
-	fs := newFlags(e, "backup", "FILE [-c FILE]")
+	fs := newFlags(e, "backup", "FILE [--data-dir DIR] [-c FILE]")
 	cfgPath := fs.String("c", "", "config file")
+	dataDir := fs.String("data-dir", "", "data directory (overrides data_dir, as for serve)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return 2
@@ -165,7 +167,7 @@ func cmdBackup(ctx context.Context, e *env, args []string) int {
 		fs.Usage()
 		return 2
 	}
-	cfg, err := loadConfig(e, *cfgPath)
+	cfg, err := loadConfigDir(e, *cfgPath, *dataDir)
 	if err != nil {
 		printConfigError(e, err)
 		return 1

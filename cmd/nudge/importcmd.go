@@ -18,8 +18,9 @@ import (
 )
 
 func cmdImport(ctx context.Context, e *env, args []string) int {
-	fs := newFlags(e, "import", "FILE... [--format records-ndjson|shopify-orders-csv|woocommerce-orders-csv] [--store ID] [-c FILE]")
+	fs := newFlags(e, "import", "FILE... [--format records-ndjson|shopify-orders-csv|woocommerce-orders-csv] [--store ID] [--data-dir DIR] [-c FILE]")
 	cfgPath := fs.String("c", "", "config file")
+	dataDir := fs.String("data-dir", "", "data directory (overrides data_dir, as for serve)")
 	format := fs.String("format", "", "input format (default: detected from each file)")
 	storeID := fs.String("store", "", "store the CSV export comes from (default: the first of its platform)")
 	files, err := parseFlags(fs, args)
@@ -30,7 +31,7 @@ func cmdImport(ctx context.Context, e *env, args []string) int {
 		fs.Usage()
 		return 2
 	}
-	cfg, err := loadConfig(e, *cfgPath)
+	cfg, err := loadConfigDir(e, *cfgPath, *dataDir)
 	if err != nil {
 		printConfigError(e, err)
 		return 1

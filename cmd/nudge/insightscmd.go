@@ -9,8 +9,9 @@ import (
 )
 
 func cmdInsights(ctx context.Context, e *env, args []string) int {
-	fs := newFlags(e, "insights", "[--as-of DATE] [--json] [-c FILE]")
+	fs := newFlags(e, "insights", "[--as-of DATE] [--json] [--data-dir DIR] [-c FILE]")
 	cfgPath := fs.String("c", "", "config file")
+	dataDir := fs.String("data-dir", "", "data directory (overrides data_dir, as for serve)")
 	asOf := fs.String("as-of", "", "fit on the history before this date (YYYY-MM-DD or RFC 3339; default now)")
 	asJSON := fs.Bool("json", false, "print JSON (the same as GET /api/v1/insights)")
 	if _, err := parseFlags(fs, args); err != nil {
@@ -26,7 +27,7 @@ func cmdInsights(ctx context.Context, e *env, args []string) int {
 			}
 		}
 	}
-	cfg, err := loadConfig(e, *cfgPath)
+	cfg, err := loadConfigDir(e, *cfgPath, *dataDir)
 	if err != nil {
 		printConfigError(e, err)
 		return 1

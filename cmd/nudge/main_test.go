@@ -256,3 +256,43 @@ func TestServeTriggerProfile(t *testing.T) {
 	}
 	fmt.Fprint(os.Stderr, "")
 }
+
+// A server started with --data-dir keeps its dev webhook keys there;
+// trigger (like the other commands that read the data dir) takes the same
+// flag to find them.
+func TestTriggerDataDirFlag(t *testing.T) {
+	listen := freePort(t)
+	cfg := writeConfig(t, listen)
+	dir := filepath.Join(t.TempDir(), "elsewhere")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	var serveErr bytes.Buffer
+	go func() {
+		done <- run(ctx, &env{stdout: &bytes.Buffer{}, stderr: &serveErr, getenv: os.Getenv}, []string{"serve", "-c", cfg, "--data-dir", dir, "--log-level", "warn"})
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get("http://" + listen + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server never became ready: %v\n%s", err, serveErr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, src := range [][]string{{"sendgrid", "open"}, {"mailgun", "clicked"}} {
+		code, out, errs := runCmd(t, ctx, "trigger", src[0], src[1], "--email", "d@example.com", "-c", cfg, "--data-dir", dir)
+		if code != 0 || !strings.Contains(out, "→ 200") {
+			t.Errorf("trigger %v --data-dir: %d %q %q", src, code, out, errs)
+		}
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("serve exited %d: %s", code, serveErr.String())
+	}
+}

@@ -34,8 +34,9 @@ func cmdTest(ctx context.Context, e *env, args []string) int {
 }
 
 func cmdExplain(ctx context.Context, e *env, args []string) int {
-	fs := newFlags(e, "explain", "EMAIL [--rule ID] [--json] [-c FILE]")
+	fs := newFlags(e, "explain", "EMAIL [--rule ID] [--json] [--data-dir DIR] [-c FILE]")
 	cfgPath := fs.String("c", "", "config file")
+	dataDir := fs.String("data-dir", "", "data directory (overrides data_dir, as for serve)")
 	rule := fs.String("rule", "", "only this rule")
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parseFlags(fs, args)
@@ -46,7 +47,7 @@ func cmdExplain(ctx context.Context, e *env, args []string) int {
 		fs.Usage()
 		return 2
 	}
-	cfg, err := loadConfig(e, *cfgPath)
+	cfg, err := loadConfigDir(e, *cfgPath, *dataDir)
 	if err != nil {
 		printConfigError(e, err)
 		return 1

@@ -24,8 +24,9 @@ type signedSample struct {
 }
 
 func cmdTrigger(ctx context.Context, e *env, args []string) int {
-	fs := newFlags(e, "trigger", "SOURCE TOPIC [--email E] [--url URL] [--store ID] [-c FILE]")
+	fs := newFlags(e, "trigger", "SOURCE TOPIC [--email E] [--url URL] [--store ID] [--data-dir DIR] [-c FILE]")
 	cfgPath := fs.String("c", "", "config file")
+	dataDir := fs.String("data-dir", "", "data directory (overrides data_dir, as for serve)")
 	email := fs.String("email", "", "customer email to put in the sample (default: the sample's own)")
 	target := fs.String("url", "", "base URL of the running server (default: from listen)")
 	storeID := fs.String("store", "", "store id for shopify/woocommerce (default: the first of that platform)")
@@ -38,7 +39,7 @@ func cmdTrigger(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "\nExamples: shopify checkouts/create, woocommerce order.created, stripe checkout.session.expired, sendgrid open, mailgun clicked, web product_viewed")
 		return 2
 	}
-	cfg, err := loadConfig(e, *cfgPath)
+	cfg, err := loadConfigDir(e, *cfgPath, *dataDir)
 	if err != nil {
 		printConfigError(e, err)
 		return 1
@@ -95,7 +96,7 @@ func buildSample(cfg *config.Config, source, topic, email, storeID string, now t
 		}
 		body, h, err := shopify.Sample(topic, email, now)
 		if err != nil {
-			return signedSample{}, fmt.Errorf("%w (topics: %s)", err, strings.Join(shopify.SampleTopics(), ", "))
+			return signedSample{}, err // it lists the topics
 		}
 		h.Set("X-Shopify-Hmac-Sha256", shopify.Sign(st.WebhookSecret, body))
 		return signedSample{path: "/webhooks/shopify/" + st.ID, body: body, header: h}, nil
@@ -106,7 +107,7 @@ func buildSample(cfg *config.Config, source, topic, email, storeID string, now t
 		}
 		body, h, err := woocommerce.Sample(topic, email, now)
 		if err != nil {
-			return signedSample{}, fmt.Errorf("%w (topics: %s)", err, strings.Join(woocommerce.SampleTopics(), ", "))
+			return signedSample{}, err // it lists the topics
 		}
 		h.Set("X-WC-Webhook-Signature", woocommerce.Sign(st.WebhookSecret, body))
 		return signedSample{path: "/webhooks/woocommerce/" + st.ID, body: body, header: h}, nil
