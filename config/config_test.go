@@ -79,7 +79,7 @@ func TestParseBadFiles(t *testing.T) {
 			`5:15: email.mailgun.api_base: "https://api.eu.mailgun.net" must end in /v3 (e.g. https://api.eu.mailgun.net/v3)`,
 		}},
 		{"syntax.bad.yaml", []string{
-			`2: invalid YAML: did not find expected ',' or ']'`,
+			`2:1: invalid YAML: did not find expected ',' or ']'`,
 		}},
 		{"types.bad.yaml", []string{
 			`1:9: listen: expected a string, got a list`,

@@ -148,14 +148,15 @@ func Parse(data []byte, path string, getenv func(string) (string, bool)) (*Confi
 }
 
 // yamlLine finds the line number in a yaml.v3 syntax error, which carries
-// no column.
+// no column: the error then points at the line's first column, so it
+// still reads file:line:col as check promises.
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
 
 func syntaxError(file string, err error) *Error {
 	msg := err.Error()
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		n, _ := strconv.Atoi(m[1])
-		return &Error{File: file, Line: n, Msg: "invalid YAML: " + msg[len(m[0]):]}
+		return &Error{File: file, Line: n, Col: 1, Msg: "invalid YAML: " + msg[len(m[0]):]}
 	}
 	return &Error{File: file, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
 }
