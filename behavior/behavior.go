@@ -173,6 +173,10 @@ type Person struct {
 	Phone     string `json:"phone,omitempty"`
 	Timezone  string `json:"timezone,omitempty"` // IANA zone name
 	Country   string `json:"country,omitempty"`
+	// Region is the subdivision (state, province) of the same address as
+	// Country, as ISO 3166-2 without the country ("KY", "BC"): in a
+	// country of several zones it says which (see geo.Zone).
+	Region string `json:"region,omitempty"`
 	Locale    string `json:"locale,omitempty"`
 }
 

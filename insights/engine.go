@@ -128,8 +128,8 @@ func (e *Engine) Report() Report {
 
 // location is the profile's zone, else the shop's.
 func (e *Engine) location(p storage.Profile) *time.Location {
-	if p.Timezone != "" {
-		if loc, err := time.LoadLocation(p.Timezone); err == nil {
+	if z := p.Zone(); z != "" {
+		if loc, err := time.LoadLocation(z); err == nil {
 			return loc
 		}
 	}

@@ -552,8 +552,8 @@ func (e *Engine) dueAt(s rules.Step, base time.Time, p storage.Profile) time.Tim
 		return due
 	}
 	loc := e.opts.Timezone
-	if p.Timezone != "" {
-		if l, err := time.LoadLocation(p.Timezone); err == nil {
+	if z := p.Zone(); z != "" {
+		if l, err := time.LoadLocation(z); err == nil {
 			loc = l
 		}
 	}

@@ -14,7 +14,7 @@ import (
 func profileEnv(p storage.Profile) rules.Profile {
 	out := rules.Profile{
 		ID: p.ID, Email: p.Email, FirstName: p.FirstName, LastName: p.LastName,
-		Country: p.Country, Locale: p.Locale, Timezone: p.Timezone, Consent: p.Consent.State,
+		Country: p.Country, Locale: p.Locale, Timezone: p.Zone(), Consent: p.Consent.State,
 		OrdersCount: p.OrdersCount, TotalSpent: int(p.TotalSpent), Currency: p.Currency,
 		FirstSeen: p.FirstSeen, LastSeen: p.LastSeen, Segment: p.Segment,
 		Counts: make(map[string]int, len(p.Counts)), LastAt: make(map[string]time.Time, len(p.LastAt)),

@@ -224,7 +224,7 @@ func parseClock(s string) (int, error) {
 // zone is the customer's time zone: the profile's when it names a valid
 // IANA zone, else the configured default.
 func (d *Dispatcher) zone(p storage.Profile) *time.Location {
-	name := strings.TrimSpace(p.Timezone)
+	name := strings.TrimSpace(p.Zone())
 	if name == "" {
 		return d.opts.Timezone
 	}

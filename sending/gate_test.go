@@ -131,6 +131,36 @@ func TestGatePolicies(t *testing.T) {
 			until: time.Date(2026, 3, 3, 13, 0, 0, 0, time.UTC),
 		},
 		{
+			// The audit's case: a Shopify customer in Louisville, KY, with
+			// no zone from a browser: 21:30 UTC is 16:30 there.
+			name: "an address in Kentucky gives the customer's zone", consent: behavior.ConsentGranted,
+			now: time.Date(2026, 3, 2, 21, 30, 0, 0, time.UTC),
+			setup: func(h *harness, p storage.Profile, s *dispatch.StepSend) {
+				h.append(behavior.Record{Kind: behavior.CustomerUpdated, Source: "shopify", Store: "main", At: h.clk.Now().Add(-time.Minute), Email: email,
+					Person: &behavior.Person{Country: "US", Region: "KY"}})
+			},
+			action: dispatch.Queued, wantWrites: 1,
+		},
+		{
+			name: "an address in France at the same instant waits for 08:00 Paris", consent: behavior.ConsentGranted,
+			now: time.Date(2026, 3, 2, 21, 30, 0, 0, time.UTC),
+			setup: func(h *harness, p storage.Profile, s *dispatch.StepSend) {
+				h.append(behavior.Record{Kind: behavior.CustomerUpdated, Source: "shopify", Store: "main", At: h.clk.Now().Add(-time.Minute), Email: email,
+					Person: &behavior.Person{Country: "FR"}})
+			},
+			action: dispatch.Deferred, reason: "quiet hours until 08:00 Europe/Paris",
+			until: time.Date(2026, 3, 3, 8, 0, 0, 0, paris),
+		},
+		{
+			name: "a browser's zone wins over the address", consent: behavior.ConsentGranted, tz: "Europe/Paris",
+			now: time.Date(2026, 3, 2, 21, 30, 0, 0, time.UTC),
+			setup: func(h *harness, p storage.Profile, s *dispatch.StepSend) {
+				h.append(behavior.Record{Kind: behavior.CustomerUpdated, Source: "shopify", Store: "main", At: h.clk.Now().Add(-time.Minute), Email: email,
+					Person: &behavior.Person{Country: "US", Region: "KY"}})
+			},
+			action: dispatch.Deferred, reason: "quiet hours until 08:00 Europe/Paris",
+		},
+		{
 			name: "an invalid zone falls back to the configured one", consent: behavior.ConsentGranted, tz: "Mars/Olympus",
 			now:    time.Date(2026, 3, 2, 23, 0, 0, 0, time.UTC),
 			action: dispatch.Deferred, reason: "quiet hours until 08:00 UTC",

@@ -188,7 +188,7 @@ func BuildProfileView(ctx context.Context, st storage.Store, p storage.Profile, 
 	}
 	v := ProfileView{
 		ID: p.ID, Email: p.Email, FirstName: p.FirstName, LastName: p.LastName,
-		Identities: p.Identities, Consent: p.Consent, Timezone: p.Timezone, Segment: p.Segment,
+		Identities: p.Identities, Consent: p.Consent, Timezone: p.Zone(), Segment: p.Segment,
 		Scores: map[string]any{}, OrdersCount: p.OrdersCount, TotalSpent: p.TotalSpent,
 		FirstSeen: p.FirstSeen, LastSeen: p.LastSeen,
 		Records: recs, Journeys: []JourneyView{}, Sends: []SendView{}, Recommendations: []any{},

@@ -379,7 +379,9 @@ func combineProfiles(s, l *Profile) {
 	fill(&s.LastName, l.LastName)
 	fill(&s.Phone, l.Phone)
 	fill(&s.Timezone, l.Timezone)
-	fill(&s.Country, l.Country)
+	if s.Country == "" {
+		s.Country, s.Region = l.Country, l.Region
+	}
 	fill(&s.Locale, l.Locale)
 	fill(&s.Currency, l.Currency)
 	if l.Consent.State != "" && (s.Consent.State == "" || l.Consent.At.After(s.Consent.At)) {

@@ -27,7 +27,10 @@ func applyFacts(p *Profile, r behavior.Record, now time.Time) {
 		set(&p.LastName, r.Person.LastName)
 		set(&p.Phone, r.Person.Phone)
 		set(&p.Timezone, r.Person.Timezone)
-		set(&p.Country, r.Person.Country)
+		if r.Person.Country != "" {
+			// A new country brings its own region (or none).
+			p.Country, p.Region = r.Person.Country, r.Person.Region
+		}
 		set(&p.Locale, r.Person.Locale)
 	}
 	if p.Email == "" && r.Email != "" {

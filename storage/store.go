@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nudge-email/nudge/behavior"
+	"github.com/nudge-email/nudge/geo"
 )
 
 // Sentinel errors. Callers test them with errors.Is.
@@ -154,6 +155,16 @@ type Profile struct {
 	Segment   string             `json:"segment,omitempty"`
 	ScoredAt  time.Time          `json:"scored_at,omitzero"`
 	UpdatedAt time.Time          `json:"updated_at"`
+}
+
+// Zone is the IANA zone the profile's quiet hours and send hours use: the
+// one its browser or a source stated (Timezone), else the one its
+// address implies (geo.Zone), else "" (the shop's timezone applies).
+func (p *Profile) Zone() string {
+	if p.Timezone != "" {
+		return p.Timezone
+	}
+	return geo.Zone(p.Country, p.Region)
 }
 
 // Profiles are the unified customers.

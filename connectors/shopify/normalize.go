@@ -660,7 +660,10 @@ func person(c *customer, locale, phone string, addrs ...*address) *behavior.Pers
 			p.FirstName, p.LastName = a.FirstName, a.LastName
 		}
 		p.Phone = firstNonEmpty(p.Phone, a.Phone)
-		p.Country = firstNonEmpty(p.Country, strings.ToUpper(a.CountryCode))
+		if p.Country == "" && a.CountryCode != "" {
+			// Country and region from one address, so they agree.
+			p.Country, p.Region = strings.ToUpper(a.CountryCode), strings.ToUpper(a.ProvinceCode)
+		}
 	}
 	if p == (behavior.Person{}) {
 		return nil

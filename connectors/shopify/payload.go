@@ -7,7 +7,8 @@ type address struct {
 	FirstName   string `json:"first_name"`
 	LastName    string `json:"last_name"`
 	Phone       string `json:"phone"`
-	CountryCode string `json:"country_code"`
+	CountryCode  string `json:"country_code"`
+	ProvinceCode string `json:"province_code"`
 }
 
 type marketingConsent struct {

@@ -367,6 +367,7 @@ type checkoutSession struct {
 		Phone   string `json:"phone"`
 		Address *struct {
 			Country string `json:"country"`
+			State   string `json:"state"`
 		} `json:"address"`
 	} `json:"customer_details"`
 	Consent *struct {
@@ -419,7 +420,7 @@ func checkoutMapper(kind behavior.Kind) mapper {
 			p := personFromName(d.Name)
 			p.Phone = d.Phone
 			if d.Address != nil {
-				p.Country = d.Address.Country
+				p.Country, p.Region = d.Address.Country, d.Address.State
 			}
 			p.Locale = s.Locale
 			rec.Person = nonEmpty(p)
@@ -815,6 +816,7 @@ type customer struct {
 	PreferredLocales []string `json:"preferred_locales"`
 	Address          *struct {
 		Country string `json:"country"`
+		State   string `json:"state"`
 	} `json:"address"`
 }
 
@@ -833,7 +835,7 @@ func mapCustomer(rec *behavior.Record, ev *event) error {
 	p := personFromName(c.Name)
 	p.Phone = c.Phone
 	if c.Address != nil {
-		p.Country = c.Address.Country
+		p.Country, p.Region = c.Address.Country, c.Address.State
 	}
 	if len(c.PreferredLocales) > 0 {
 		p.Locale = c.PreferredLocales[0]

@@ -196,7 +196,7 @@ func (n normalizer) order() ([]behavior.Record, error) {
 		Items:    items,
 		Value:    total,
 		Consent:  metaConsent(o.MetaData, "woocommerce_checkout"),
-		Person:   person(o.Billing.FirstName, o.Billing.LastName, o.Billing.Phone, o.Billing.Country),
+		Person:   person(o.Billing.FirstName, o.Billing.LastName, o.Billing.Phone, o.Billing.Country, o.Billing.State),
 		Attrs: map[string]any{
 			AttrStatus:        status,
 			AttrOrderNumber:   firstNonEmpty(o.Number, oid),
@@ -327,7 +327,7 @@ func (n normalizer) customer() ([]behavior.Record, error) {
 		At:      firstTime(c.DateModifiedGMT, c.DateCreatedGMT),
 		Email:   firstNonEmpty(c.Email, c.Billing.Email),
 		Consent: metaConsent(c.MetaData, "woocommerce_account"),
-		Person:  person(firstNonEmpty(c.FirstName, c.Billing.FirstName), firstNonEmpty(c.LastName, c.Billing.LastName), c.Billing.Phone, c.Billing.Country),
+		Person:  person(firstNonEmpty(c.FirstName, c.Billing.FirstName), firstNonEmpty(c.LastName, c.Billing.LastName), c.Billing.Phone, c.Billing.Country, c.Billing.State),
 		Attrs:   map[string]any{},
 	}
 	if c.ID != "0" {
@@ -421,12 +421,15 @@ func truthy(raw json.RawMessage) bool {
 	return false
 }
 
-func person(first, last, phone, country string) *behavior.Person {
+func person(first, last, phone, country, state string) *behavior.Person {
 	p := behavior.Person{
 		FirstName: strings.TrimSpace(first),
 		LastName:  strings.TrimSpace(last),
 		Phone:     strings.TrimSpace(phone),
 		Country:   strings.ToUpper(strings.TrimSpace(country)),
+	}
+	if p.Country != "" {
+		p.Region = strings.ToUpper(strings.TrimSpace(state))
 	}
 	if p == (behavior.Person{}) {
 		return nil

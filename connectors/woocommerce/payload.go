@@ -14,6 +14,7 @@ type billing struct {
 	FirstName string `json:"first_name"`
 	LastName  string `json:"last_name"`
 	Country   string `json:"country"`
+	State     string `json:"state"`
 	Email     string `json:"email"`
 	Phone     string `json:"phone"`
 }
