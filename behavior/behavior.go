@@ -177,7 +177,7 @@ type Person struct {
 	// Country, as ISO 3166-2 without the country ("KY", "BC"): in a
 	// country of several zones it says which (see geo.Zone).
 	Region string `json:"region,omitempty"`
-	Locale    string `json:"locale,omitempty"`
+	Locale string `json:"locale,omitempty"`
 }
 
 // Well-known keys of Record.Refs.

@@ -4,9 +4,9 @@ package shopify
 // REST resources (PROTOCOLS §1.5–1.6); everything else is ignored.
 
 type address struct {
-	FirstName   string `json:"first_name"`
-	LastName    string `json:"last_name"`
-	Phone       string `json:"phone"`
+	FirstName    string `json:"first_name"`
+	LastName     string `json:"last_name"`
+	Phone        string `json:"phone"`
 	CountryCode  string `json:"country_code"`
 	ProvinceCode string `json:"province_code"`
 }
