@@ -185,9 +185,22 @@ func (m *Recommender) learn(r behavior.Record, profileID string) bool {
 	return m.add(r, profileID, false)
 }
 
+// maxBasket bounds the products of one record the model learns from.
+// Pairs grow with the square of a basket: a 10,000-line checkout (a
+// hostile webhook or tracking call, or a wholesale export) took 5 GB and
+// a minute of CPU; 50 products make at most 1,225 pairs.
+const maxBasket = 50
+
+// basket is the products of a record the model learns from: its
+// distinct product ids (sorted), at most maxBasket of them.
+func basket(r behavior.Record) []string {
+	products := behavior.ProductIDs(r.Items)
+	return products[:min(len(products), maxBasket)]
+}
+
 func (m *Recommender) add(r behavior.Record, profileID string, remember bool) bool {
 	w := m.cfg.Weights[r.Kind]
-	products := behavior.ProductIDs(r.Items)
+	products := basket(r)
 	if w <= 0 || len(products) == 0 {
 		return false
 	}
@@ -290,7 +303,7 @@ func (m *Recommender) seedContext(profileID string, learned []behavior.Record) {
 	var ctx []contextItem
 	for _, r := range learned {
 		w := m.cfg.Weights[r.Kind]
-		products := behavior.ProductIDs(r.Items)
+		products := basket(r)
 		if w <= 0 || len(products) == 0 {
 			continue
 		}
