@@ -133,7 +133,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	srv, err := server.New(server.Options{
 		Admin: adm.Register, OnWebhook: health.Observe,
 		Store: st, Webhooks: hooks, Mounts: mounts, AdminToken: cfg.Admin.Token,
-		MaxBodyBytes: cfg.MaxBodyBytes, Ready: a.ready,
+		MaxBodyBytes: cfg.MaxBodyBytes, TrustedProxies: cfg.TrustedProxies, Ready: a.ready,
 		OnIngest: func(storage.AppendResult) { a.Scheduler.Wake() },
 		Hooks:    a.parts.hooks, Clock: opts.Clock, Logger: opts.Logger, Registry: opts.Registry, Version: opts.Version,
 	})

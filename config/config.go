@@ -28,8 +28,13 @@ type Config struct {
 	// derived from the admin token (SecretForTokens) so tokens survive
 	// restarts.
 	Secret string `yaml:"secret"`
-	// MaxBodyBytes limits webhook and tracking bodies (default 1 MiB).
+	// MaxBodyBytes limits webhook bodies (default 1 MiB).
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// TrustedProxies are the addresses or CIDR ranges of reverse proxies
+	// whose X-Forwarded-For / X-Real-IP headers name the client; empty
+	// (the default) trusts none, so a client cannot choose the address
+	// the per-IP rate limits and login throttling see.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 
 	// Path is the file the config was loaded from ("" for defaults);
 	// rule globs are relative to its directory.

@@ -67,6 +67,7 @@ func TestParseBadFiles(t *testing.T) {
 			`31:21: insights.inactive_p_alive: must be between 0 and 1, got 1.5`,
 			`33:20: storage.max_batch_delay: 5s is too long: every webhook answer waits up to this long (use a few milliseconds)`,
 			`34:9: secret: too short: use at least 16 characters`,
+			`35:33: trusted_proxies[1]: "proxy.local" is not an IP address or CIDR range (e.g. 10.0.0.0/8)`,
 		}},
 		{"sendgrid.bad.yaml", []string{
 			`6:5: email.sendgrid.api_key: required when email.provider is sendgrid`,

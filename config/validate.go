@@ -150,6 +150,11 @@ func validate(c *Config, d *decoder) ErrorList {
 	if c.MaxBodyBytes <= 0 {
 		k.fail("max_body_bytes", "must be positive")
 	}
+	for i, p := range c.TrustedProxies {
+		if _, _, err := net.ParseCIDR(p); err != nil && net.ParseIP(p) == nil {
+			k.fail(fmt.Sprintf("trusted_proxies[%d]", i), "%q is not an IP address or CIDR range (e.g. 10.0.0.0/8)", p)
+		}
+	}
 	k.stores(c)
 	k.tracking(c)
 	k.email(c)

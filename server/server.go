@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -65,6 +66,9 @@ type Options struct {
 	AdminToken string
 	// MaxBodyBytes limits request bodies (default 1 MiB).
 	MaxBodyBytes int64
+	// TrustedProxies are the proxies whose forwarding headers name the
+	// client (gin's Engine.SetTrustedProxies); nil trusts none.
+	TrustedProxies []string
 	// Ready reports whether the scheduler runs; nil = always ready.
 	Ready func() error
 	// OnIngest is told about every stored ingest (to wake the scheduler).
@@ -126,6 +130,11 @@ func New(opts Options) (*Server, error) {
 	}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
+	// gin trusts every proxy by default: any client could then pick the
+	// address rate limits see with its own X-Forwarded-For.
+	if err := r.SetTrustedProxies(opts.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("server: trusted proxies: %w", err)
+	}
 	r.HandleMethodNotAllowed = true
 	r.Use(s.recoverJSON(), s.requestLog())
 	r.NoRoute(func(c *gin.Context) { jsonError(c, http.StatusNotFound, "not found") })

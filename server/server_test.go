@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
+
 	"github.com/nudge-email/nudge/behavior"
 	"github.com/nudge-email/nudge/clock"
 	"github.com/nudge-email/nudge/connectors/shopify"
@@ -325,5 +327,47 @@ func TestListSendsStatus(t *testing.T) {
 	rec := f.do(t, http.MethodGet, "/api/v1/sends?status=snet", nil, auth)
 	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "unknown status") || !strings.Contains(rec.Body.String(), "retrying") {
 		t.Errorf("status=snet: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// The client address the rate limits see: a client's own X-Forwarded-For
+// is ignored unless it came through a configured proxy (the audit bypassed
+// the tracking API's per-IP limit with a fresh header per request).
+func TestClientIPTrustsOnlyConfiguredProxies(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		proxies []string
+		want    string
+	}{
+		{"no proxies trusted (default)", nil, "192.0.2.7"},
+		{"request through a trusted proxy", []string{"192.0.2.0/24"}, "203.0.113.9"},
+		{"another proxy is not trusted", []string{"198.51.100.1"}, "192.0.2.7"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			srv, err := server.New(server.Options{
+				Store: f.store, AdminToken: adminToken, TrustedProxies: tc.proxies,
+				Mounts: []func(gin.IRouter){func(r gin.IRouter) {
+					r.GET("/ip", func(c *gin.Context) { c.String(http.StatusOK, c.ClientIP()) })
+				}},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := httptest.NewRequest(http.MethodGet, "/ip", nil)
+			req.RemoteAddr = "192.0.2.7:4711"
+			req.Header.Set("X-Forwarded-For", "203.0.113.9")
+			req.Header.Set("X-Real-IP", "203.0.113.9")
+			rec := httptest.NewRecorder()
+			srv.Handler().ServeHTTP(rec, req)
+			if got := rec.Body.String(); got != tc.want {
+				t.Errorf("client IP %q, want %q", got, tc.want)
+			}
+		})
+	}
+	if _, err := server.New(server.Options{AdminToken: adminToken, TrustedProxies: []string{"not-an-ip"}}); err == nil {
+		t.Error("a bad proxy address was accepted")
 	}
 }
