@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/nudge-email/nudge/behavior"
 	"io"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -113,7 +114,7 @@ func (a *App) wire(ctx context.Context, opts Options) error {
 		RulePriorityFunc: priority,
 		Policies:         cfg.Policies, Timezone: loc,
 		From:    connectors.Address{Email: cfg.Email.From.Email, Name: cfg.Email.From.Name},
-		ReplyTo: replyTo, PublicURL: cfg.PublicURL, TokenSecret: TokenSecret(cfg), Stores: cfg.Stores,
+		ReplyTo: replyTo, PublicURL: cfg.PublicURL, TokenSecret: TokenSecret(cfg), Stores: cfg.Stores, LinkHosts: originHosts(cfg),
 		DefaultProvider: cfg.Email.Provider, UnsubscribeGroup: cfg.Email.SendGrid.UnsubscribeGroup,
 		Recommender: rec, Clock: a.Clock, Logger: a.Logger,
 	})
@@ -433,7 +434,7 @@ func Preview(ctx context.Context, cfg *config.Config, st storage.Store, ruleID s
 		Recommender: recommender{ins},
 		Policies:    cfg.Policies, Timezone: loc,
 		From:      connectors.Address{Email: cfg.Email.From.Email, Name: cfg.Email.From.Name},
-		PublicURL: cfg.PublicURL, TokenSecret: TokenSecret(cfg), Stores: cfg.Stores, DefaultProvider: cfg.Email.Provider,
+		PublicURL: cfg.PublicURL, TokenSecret: TokenSecret(cfg), Stores: cfg.Stores, LinkHosts: originHosts(cfg), DefaultProvider: cfg.Email.Provider,
 	})
 	if err != nil {
 		return connectors.Message{}, err
@@ -481,4 +482,16 @@ func Forget(ctx context.Context, st storage.Store, dataDir string, p storage.Pro
 		return err
 	}
 	return logsender.New(dataDir, nil).Forget(ctx, emails, sendIDs)
+}
+
+// originHosts are the hosts of tracking.allowed_origins: the storefront's
+// domains, where product links in emails may point (sending.Options.LinkHosts).
+func originHosts(cfg *config.Config) []string {
+	var out []string
+	for _, o := range cfg.Tracking.AllowedOrigins {
+		if u, err := url.Parse(o); err == nil && u.Hostname() != "" {
+			out = append(out, strings.ToLower(u.Hostname()))
+		}
+	}
+	return out
 }

@@ -54,6 +54,12 @@ type Options struct {
 	// Stores give name, url and currency to template data; the first is
 	// the default for records without a store.
 	Stores []config.Store
+	// LinkHosts are the hosts, besides the stores' own (and their
+	// subdomains), that item and recommendation links in emails may
+	// point to: the storefront origins of tracking.allowed_origins.
+	// Anyone holding the public write key can post a product with any
+	// URL; a link elsewhere becomes the store's URL (see safeLink).
+	LinkHosts []string
 	// DefaultProvider is email.provider: "log" (default), "sendgrid" or
 	// "mailgun"; a rule's send.provider overrides it.
 	DefaultProvider string

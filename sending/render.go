@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	htmltemplate "html/template"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -105,7 +106,10 @@ func (d *Dispatcher) TemplateData(ctx context.Context, s dispatch.StepSend, send
 	}
 	items := make([]map[string]any, 0, len(s.Trigger.Items))
 	for _, it := range s.Trigger.Items {
-		items = append(items, d.itemData(ctx, it, currency))
+		item := d.itemData(ctx, it, currency)
+		item["url"] = d.safeLink(item["url"].(string), st.URL)
+		item["image_url"] = safeImage(item["image_url"].(string))
+		items = append(items, item)
 	}
 	recs := []map[string]any{}
 	if d.opts.Recommender != nil && s.Profile.ID != "" {
@@ -135,7 +139,7 @@ func (d *Dispatcher) TemplateData(ctx context.Context, s dispatch.StepSend, send
 				c = currency
 			}
 			recs = append(recs, map[string]any{
-				"product_id": p.ProductID, "title": p.Title, "url": p.URL, "image_url": p.ImageURL,
+				"product_id": p.ProductID, "title": p.Title, "url": d.safeLink(p.URL, st.URL), "image_url": safeImage(p.ImageURL),
 				"price": behavior.FormatMoney(p.Price, c), "quantity": 1,
 			})
 		}
@@ -336,4 +340,46 @@ func jsonMarshal(v any) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// safeLink returns link when it is an http(s) URL on one of the shop's
+// hosts (a configured store's host or a subdomain of it, or a LinkHosts
+// entry), else the store's own URL. Products reach emails from the
+// tracking API too, whose write key sits in the storefront's HTML: without
+// this, anyone could make the shop email its customers a link of theirs.
+// An item without a link gets the store's URL, so templates never render
+// an empty href.
+func (d *Dispatcher) safeLink(link, storeURL string) string {
+	u, err := url.Parse(strings.TrimSpace(link))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return storeURL
+	}
+	host := strings.ToLower(u.Hostname())
+	for _, s := range d.opts.Stores {
+		su, err := url.Parse(s.URL)
+		if err != nil || su.Hostname() == "" {
+			continue
+		}
+		sh := strings.ToLower(su.Hostname())
+		if host == sh || strings.HasSuffix(host, "."+sh) || "www."+host == sh {
+			return u.String()
+		}
+	}
+	for _, h := range d.opts.LinkHosts {
+		if strings.EqualFold(host, h) {
+			return u.String()
+		}
+	}
+	return storeURL
+}
+
+// safeImage keeps an http(s) image URL (stores serve images from CDNs
+// on other hosts, so the host is not checked) and drops anything else,
+// such as javascript: or data: URLs.
+func safeImage(link string) string {
+	u, err := url.Parse(strings.TrimSpace(link))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return ""
+	}
+	return u.String()
 }

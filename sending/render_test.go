@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -159,4 +160,37 @@ func TestItemsFilledFromCatalog(t *testing.T) {
 	assert.Equal(t, "Rain Jacket", item["title"])
 	assert.Equal(t, "https://cdn/rain.jpg", item["image_url"])
 	assert.Equal(t, "$120.00", item["price"])
+}
+
+// Links in emails point only at the shop: the audit had a tracking call
+// (public write key) put https://evil.example/phish into a real
+// customer's cart reminder.
+func TestTemplateLinksStayOnTheShop(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.LinkHosts = []string{"shop.example.net"} })
+	p := h.profile("ann@example.com", behavior.ConsentGranted, "")
+	tests := []struct {
+		url, image       string
+		wantURL, wantImg string
+	}{
+		{"https://evil.example/phish", "https://evil.example/a.png", "https://example.com", "https://evil.example/a.png"},
+		{"https://example.com/products/trail", "javascript:alert(1)", "https://example.com/products/trail", ""},
+		{"https://www.example.com/products/trail", "data:image/png;base64,AAAA", "https://www.example.com/products/trail", ""},
+		{"https://shop.example.net/p/1", "http://cdn.example.org/1.jpg", "https://shop.example.net/p/1", "http://cdn.example.org/1.jpg"},
+		{"https://example.com.evil.example/x", "", "https://example.com", ""},
+		{"https://user@example.com/x", "", "https://example.com", ""},
+		{"javascript:alert(1)", "", "https://example.com", ""},
+		{"", "", "https://example.com", ""}, // no link: the store, never an empty href
+	}
+	for i, tc := range tests {
+		r := behavior.Record{
+			ID: fmt.Sprintf("web-%d", i), Kind: behavior.CheckoutStarted, Source: "web", Store: "main", At: t0, Email: "ann@example.com",
+			Items: []behavior.Item{{ProductID: fmt.Sprintf("x%d", i), Title: "Trail", URL: tc.url, ImageURL: tc.image, Price: 100, Quantity: 1}},
+		}
+		tr := h.append(r)[0]
+		msg, err := h.d.Render(h.ctx, h.step(p, tr, fmt.Sprintf("j%d", i), 1))
+		require.NoError(t, err)
+		item := msg.TemplateData["items"].([]map[string]any)[0]
+		assert.Equal(t, tc.wantURL, item["url"], "url %q", tc.url)
+		assert.Equal(t, tc.wantImg, item["image_url"], "image %q", tc.image)
+	}
 }
