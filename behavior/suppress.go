@@ -20,6 +20,10 @@ const (
 	SuppressBounced      = "bounced"
 	SuppressDropped      = "dropped"
 	SuppressManual       = "manual"
+	// SuppressForgotten holds a forgotten person's address (as a hash):
+	// erased on request, so the shop must not write to it again unless
+	// the person opts in anew after the erasure.
+	SuppressForgotten = "forgotten"
 )
 
 // Suppresses reports whether the record puts its email address on the

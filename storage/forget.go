@@ -186,7 +186,11 @@ func (db *DB) forgetTx(tx *bolt.Tx, profileID string, orphanDeliveries []string)
 	}
 
 	// Keep suppressions, but only as a hash: the address must stay
-	// unmailable without being readable.
+	// unmailable without being readable. An address that was not
+	// suppressed is suppressed as forgotten: the store will go on
+	// restating the customer's old consent in later webhooks, and a person
+	// who asked to be erased must not be mailed because of it (only an
+	// opt-in decided after the erasure lifts it, as for an unsubscribe).
 	sup := tx.Bucket(bucketSuppressions)
 	for _, e := range profileEmails(&p) {
 		var s Suppression
@@ -194,10 +198,13 @@ func (db *DB) forgetTx(tx *bolt.Tx, profileID string, orphanDeliveries []string)
 		if err != nil {
 			return err
 		}
+		h := hashedEmailKey(e)
 		if !ok {
+			if err := suppressTx(tx, Suppression{Email: h, Reason: behavior.SuppressForgotten, Source: "nudge", At: db.now()}); err != nil {
+				return err
+			}
 			continue
 		}
-		h := hashedEmailKey(e)
 		if err := sup.Delete([]byte(e)); err != nil {
 			return err
 		}

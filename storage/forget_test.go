@@ -14,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/nudge-email/nudge/behavior"
+	"github.com/nudge-email/nudge/clock"
 )
 
 func TestForget(t *testing.T) {
@@ -252,5 +253,47 @@ func TestForgetScrubsLargeHistory(t *testing.T) {
 		if bytes.Contains(raw, []byte(b64[:len(b64)-4])) {
 			t.Errorf("base64 of the address still in the data file")
 		}
+	}
+}
+
+// A forgotten person who was never unsubscribed stays unmailable: the
+// store goes on restating their old consent in later webhooks (the audit
+// forgot zed1, then a checkout restating consent from January brought the
+// profile back granted and mailed). Only an opt-in decided after the
+// erasure lifts it.
+func TestForgetSuppressesTheAddress(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		decided    time.Time // the restated grant's own date
+		wantLifted bool
+	}{
+		{"old consent restated after the erasure", t0.Add(-30 * 24 * time.Hour), false},
+		{"an opt-in decided after the erasure", t0.Add(2 * time.Hour), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			clk := clock.NewFake(t0)
+			db, _ := openTestDB(t, Options{Clock: clk})
+			ctx := context.Background()
+			const email = "zed1@example.com"
+			r := rec("c1", behavior.CheckoutStarted, t0.Add(-time.Hour), email)
+			r.Consent = &behavior.Consent{State: behavior.ConsentGranted, At: t0.Add(-30 * 24 * time.Hour)}
+			res := mustAppend(t, db, r)
+			if err := db.Forget(ctx, res.Profiles["c1"]); err != nil {
+				t.Fatal(err)
+			}
+			s, ok, err := db.Suppressed(ctx, email)
+			if err != nil || !ok || s.Reason != behavior.SuppressForgotten || s.Email != email {
+				t.Fatalf("after forget: %+v %v %v, want suppressed as forgotten", s, ok, err)
+			}
+			clk.Set(t0.Add(3 * time.Hour))
+			again := rec("c2", behavior.CheckoutStarted, clk.Now(), email)
+			again.Consent = &behavior.Consent{State: behavior.ConsentGranted, At: tc.decided}
+			mustAppend(t, db, again)
+			if _, ok, _ := db.Suppressed(ctx, email); ok == tc.wantLifted {
+				t.Errorf("suppressed = %v, want %v", ok, !tc.wantLifted)
+			}
+		})
 	}
 }

@@ -66,19 +66,25 @@ func suppressTx(tx *bolt.Tx, s Suppression) error {
 	return putJSON(b, []byte(s.Email), s)
 }
 
-// liftUnsubscribeTx removes an "unsubscribed" suppression of email made
-// before at: a later opt-in undoes an unsubscribe, nothing else.
+// liftUnsubscribeTx removes an "unsubscribed" or "forgotten" suppression
+// of email (under the address or, for a forgotten person, its hash) made
+// before at: a later opt-in undoes those, nothing else.
 func liftUnsubscribeTx(tx *bolt.Tx, email string, at time.Time) error {
 	b := tx.Bucket(bucketSuppressions)
-	var s Suppression
-	ok, err := getJSON(b, []byte(email), &s)
-	if err != nil || !ok {
-		return err
+	for _, key := range []string{email, hashedEmailKey(email)} {
+		var s Suppression
+		ok, err := getJSON(b, []byte(key), &s)
+		if err != nil {
+			return err
+		}
+		if !ok || (s.Reason != behavior.SuppressUnsubscribed && s.Reason != behavior.SuppressForgotten) || !at.After(s.At) {
+			continue
+		}
+		if err := b.Delete([]byte(key)); err != nil {
+			return err
+		}
 	}
-	if s.Reason != behavior.SuppressUnsubscribed || !at.After(s.At) {
-		return nil
-	}
-	return b.Delete([]byte(email))
+	return nil
 }
 
 // applyRecordSuppression keeps the suppression list in step with a record:
