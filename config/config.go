@@ -115,7 +115,10 @@ type Policies struct {
 	FrequencyCap      FrequencyCap `yaml:"frequency_cap"`
 	QuietHours        QuietHours   `yaml:"quiet_hours"`
 	AttributionWindow Duration     `yaml:"attribution_window"`
-	// AttributeOpens counts opens (not only clicks) as touches.
+	// AttributeOpens counts opens (not only clicks) as touches (default
+	// true, as CONTRACT §2's "click/open"). Only human opens count:
+	// privacy proxies' machine opens (Apple Mail Privacy Protection) are
+	// never touches, so the default does not credit every delivered mail.
 	AttributeOpens bool `yaml:"attribute_opens"`
 }
 

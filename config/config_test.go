@@ -271,6 +271,7 @@ func TestDefaultsWhenAbsent(t *testing.T) {
 		{"cap per", c.Policies.FrequencyCap.Per.D(), 24 * time.Hour},
 		{"quiet hours", c.Policies.QuietHours, QuietHours{}},
 		{"attribution", c.Policies.AttributionWindow.D(), 5 * day},
+		{"attribute_opens", c.Policies.AttributeOpens, true}, // CONTRACT §2: "after a click/open"
 		{"retention", c.Retention.D(), 400 * day},
 		{"max_body_bytes", c.MaxBodyBytes, int64(1 << 20)},
 		{"rate_per_ip", c.Tracking.RatePerIP, 20.0},

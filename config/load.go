@@ -48,6 +48,7 @@ func defaults() Config {
 			RequireConsent:    true,
 			FrequencyCap:      FrequencyCap{Max: 2, Per: Duration(24 * time.Hour)},
 			AttributionWindow: Duration(5 * 24 * time.Hour),
+			AttributeOpens:    true,
 		},
 		Rules: []string{DefaultRuleGlob},
 		Insights: Insights{
