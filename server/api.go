@@ -251,7 +251,23 @@ type Export struct {
 	Decisions   []storage.Decision   `json:"decisions"`
 	Sends       []storage.Send       `json:"sends"`
 	Suppression *storage.Suppression `json:"suppression,omitempty"`
-	ExportedAt  time.Time            `json:"exported_at"`
+	// Deliveries are the raw webhook bodies kept about the person: the
+	// ones Forget erases with them (storage.DB.ExportDeliveries).
+	Deliveries []DeliveryView `json:"deliveries"`
+	ExportedAt time.Time      `json:"exported_at"`
+}
+
+// DeliveryView is one raw webhook delivery in an export. Body is the
+// payload as received, as JSON when it is JSON (else a string); of a batch
+// of several people's events (a SendGrid events post) only this person's
+// events are kept, as storage.DB.ExportDeliveries explains.
+type DeliveryView struct {
+	ID         string    `json:"id"`
+	Source     string    `json:"source"`
+	Store      string    `json:"store"`
+	Topic      string    `json:"topic"`
+	ReceivedAt time.Time `json:"received_at"`
+	Body       any       `json:"body"` // json.RawMessage or string
 }
 
 // BuildExport gathers everything held about a profile.
@@ -279,6 +295,18 @@ func BuildExport(ctx context.Context, st storage.Store, p storage.Profile, now t
 		} else if ok {
 			e.Suppression = &sup
 		}
+	}
+	de, ok := st.(storage.DeliveryExporter)
+	if !ok {
+		return e, fmt.Errorf("export: store %T cannot list raw deliveries", st)
+	}
+	ds, err := de.ExportDeliveries(ctx, p.ID)
+	if err != nil {
+		return e, err
+	}
+	e.Deliveries = make([]DeliveryView, 0, len(ds))
+	for _, d := range ds {
+		e.Deliveries = append(e.Deliveries, DeliveryView{ID: d.ID, Source: d.Source, Store: d.Store, Topic: d.Topic, ReceivedAt: d.ReceivedAt, Body: storage.ExportBody(d.Body)})
 	}
 	return e, nil
 }
