@@ -2,14 +2,18 @@ package admin
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,7 +87,7 @@ func concretePath(p string) string {
 // (a stylesheet and an icon, which the login form needs) are public.
 func TestRoutesRequireAuth(t *testing.T) {
 	t.Parallel()
-	r, _, _ := newTestAdmin(t)
+	r, _, clk := newTestAdmin(t)
 	public := map[string]bool{"GET /admin/login": true, "GET /admin/static/*filepath": true}
 	routes := r.Routes()
 	require.GreaterOrEqual(t, len(routes), 14)
@@ -102,8 +106,13 @@ func TestRoutesRequireAuth(t *testing.T) {
 					require.Equal(t, http.StatusOK, w.Code)
 					return
 				}
-				switch rt.Method {
-				case http.MethodGet, http.MethodHead:
+				switch {
+				case key == "POST /admin/login":
+					// The login form is refused before its token is looked
+					// at when the double-submit CSRF token is missing.
+					require.Equal(t, http.StatusForbidden, w.Code, w.Body.String())
+					require.Nil(t, cookie(w, sessionCookie))
+				case rt.Method == http.MethodGet, rt.Method == http.MethodHead:
 					require.Equal(t, http.StatusSeeOther, w.Code, w.Body.String())
 					require.True(t, strings.HasPrefix(w.Header().Get("Location"), "/admin/login"), w.Header().Get("Location"))
 				default:
@@ -112,6 +121,9 @@ func TestRoutesRequireAuth(t *testing.T) {
 			})
 		}
 	}
+	// The wrong bearers above count against this client's guesses; start
+	// a fresh minute so the number of routes never decides what follows.
+	clk.Advance(time.Minute)
 	// And with the token every protected route is reachable.
 	for _, rt := range routes {
 		if public[rt.Method+" "+rt.Path] || rt.Path == "/admin/login" {
@@ -162,6 +174,7 @@ func TestLoginForm(t *testing.T) {
 		status int
 	}{
 		{"wrong token", url.Values{"token": {"guess"}, "csrf": {lc.Value}}, true, http.StatusUnauthorized},
+		{"wrong token without csrf", url.Values{"token": {"guess"}}, false, http.StatusForbidden},
 		{"empty token", url.Values{"csrf": {lc.Value}}, true, http.StatusUnauthorized},
 		{"token with a suffix", url.Values{"token": {testToken + "x"}, "csrf": {lc.Value}}, true, http.StatusUnauthorized},
 		{"no csrf cookie", url.Values{"token": {testToken}, "csrf": {lc.Value}}, false, http.StatusForbidden},
@@ -314,4 +327,266 @@ func TestSafeNext(t *testing.T) {
 	for _, tc := range tests {
 		require.Equal(t, tc.want, safeNext(tc.in), tc.in)
 	}
+}
+
+func withIP(ip string) reqOpt {
+	return func(r *http.Request) { r.RemoteAddr = net.JoinHostPort(ip, "40000") }
+}
+
+// loginFrom goes through the login form from ip with the given token.
+func loginFrom(r http.Handler, ip, token string) *httptest.ResponseRecorder {
+	lc := cookie(do(r, http.MethodGet, "/admin/login", nil, withIP(ip)), loginCookie)
+	return do(r, http.MethodPost, "/admin/login", url.Values{"token": {token}, "csrf": {lc.Value}}, withCookies(lc), withIP(ip))
+}
+
+// TestLoginLockoutIsPerClient reproduces audit finding 1: 25 tokenless
+// posts locked everyone out, the admin included. Posts without the form's
+// CSRF token must not count at all, and real wrong guesses count only
+// against the client that made them.
+func TestLoginLockoutIsPerClient(t *testing.T) {
+	t.Parallel()
+	const attacker, admin = "203.0.113.7", "198.51.100.2"
+	limited := func(before, after int) func(int) int {
+		return func(i int) int {
+			if i < loginFailuresPerMinute {
+				return before
+			}
+			return after
+		}
+	}
+	tests := []struct {
+		name    string
+		attempt func(r http.Handler, i int) *httptest.ResponseRecorder
+		want    func(i int) int
+		// then the right token through the form from these addresses
+		attackerAfter string
+		wantAfter     int
+		others        []string // must still log in
+	}{
+		{
+			name: "tokenless posts without a csrf cookie are no guesses",
+			attempt: func(r http.Handler, _ int) *httptest.ResponseRecorder {
+				return do(r, http.MethodPost, "/admin/login", url.Values{"token": {"wrong"}}, withIP(attacker))
+			},
+			want:          func(int) int { return http.StatusForbidden },
+			attackerAfter: attacker, wantAfter: http.StatusSeeOther,
+		},
+		{
+			name: "cross-site posts with a wrong csrf field are no guesses",
+			attempt: func(r http.Handler, _ int) *httptest.ResponseRecorder {
+				return do(r, http.MethodPost, "/admin/login", url.Values{"token": {"wrong"}, "csrf": {"forged"}},
+					withCookies(&http.Cookie{Name: loginCookie, Value: "victims"}), withIP(attacker))
+			},
+			want:          func(int) int { return http.StatusForbidden },
+			attackerAfter: attacker, wantAfter: http.StatusSeeOther,
+		},
+		{
+			name: "wrong guesses lock out only their own client",
+			attempt: func(r http.Handler, _ int) *httptest.ResponseRecorder {
+				return loginFrom(r, attacker, "guess")
+			},
+			want:          limited(http.StatusUnauthorized, http.StatusTooManyRequests),
+			attackerAfter: attacker, wantAfter: http.StatusTooManyRequests,
+		},
+		{
+			name: "an IPv6 /64 is one client",
+			attempt: func(r http.Handler, i int) *httptest.ResponseRecorder {
+				return loginFrom(r, fmt.Sprintf("2001:db8:1:2::%x", i+1), "guess")
+			},
+			want:          limited(http.StatusUnauthorized, http.StatusTooManyRequests),
+			attackerAfter: "2001:db8:1:2:ffff::1", wantAfter: http.StatusTooManyRequests,
+			others: []string{"2001:db8:1:3::1"},
+		},
+		{
+			name: "wrong bearer tokens are guesses too",
+			attempt: func(r http.Handler, _ int) *httptest.ResponseRecorder {
+				return do(r, http.MethodGet, "/admin/health", nil, withBearer("guess"), withIP(attacker))
+			},
+			want:          limited(http.StatusSeeOther, http.StatusTooManyRequests),
+			attackerAfter: attacker, wantAfter: http.StatusTooManyRequests,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r, _, clk := newTestAdmin(t)
+			for i := range 25 {
+				w := tc.attempt(r, i)
+				require.Equal(t, tc.want(i), w.Code, "attempt %d", i+1)
+				if w.Code == http.StatusTooManyRequests {
+					require.NotEmpty(t, w.Header().Get("Retry-After"))
+				}
+			}
+			require.Equal(t, tc.wantAfter, loginFrom(r, tc.attackerAfter, testToken).Code, "the right token from the attacking client")
+			for _, ip := range append([]string{admin}, tc.others...) {
+				require.Equal(t, http.StatusSeeOther, loginFrom(r, ip, testToken).Code, "the admin from %s", ip)
+				require.Equal(t, http.StatusOK, do(r, http.MethodGet, "/admin/health", nil, withBearer(testToken), withIP(ip)).Code, "bearer from %s", ip)
+			}
+			clk.Advance(time.Minute)
+			require.Equal(t, http.StatusSeeOther, loginFrom(r, tc.attackerAfter, testToken).Code, "a minute later")
+		})
+	}
+}
+
+// TestLoginFailuresBounded: an attacker with many addresses cannot grow
+// the failure counts without bound, and a new minute forgets them.
+func TestLoginFailuresBounded(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewFake(time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC))
+	a := newAuthenticator(testToken, clk)
+	for i := range maxLoginClients + 500 {
+		a.failed(fmt.Sprint("client", i))
+		require.LessOrEqual(t, len(a.failures), maxLoginClients)
+	}
+	for range loginFailuresPerMinute {
+		a.failed("last")
+	}
+	ok, retry := a.allowAttempt("last")
+	require.False(t, ok, "the newest client's count is kept")
+	require.Equal(t, 60, retry)
+	clk.Advance(time.Minute)
+	ok, _ = a.allowAttempt("last")
+	require.True(t, ok)
+	require.Empty(t, a.failures)
+}
+
+func TestClientKey(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		{"192.0.2.1", "192.0.2.1"},
+		{"::ffff:192.0.2.1", "192.0.2.1"},
+		{"2001:db8::1", "2001:db8::/64"},
+		{"2001:db8::ffff:1", "2001:db8::/64"},
+		{"2001:db8:0:1::1", "2001:db8:0:1::/64"},
+		{"fe80::1%eth0", "fe80::/64"},
+		{"", ""},
+		{"not an address", "not an address"},
+	}
+	for _, tc := range tests {
+		require.Equal(t, tc.want, clientKey(tc.in), tc.in)
+	}
+}
+
+// adminOver mounts an Admin over store on a bare gin engine.
+func adminOver(t *testing.T, store storage.Store, clk clock.Clock) (*gin.Engine, *Admin) {
+	t.Helper()
+	a, err := New(Options{Store: store, Token: testToken, PublicURL: "http://127.0.0.1:8080", Clock: clk, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	gin.SetMode(gin.TestMode)
+	r := gin.New()
+	a.Register(r)
+	return r, a
+}
+
+func logout(t *testing.T, r http.Handler, a *Admin, sc *http.Cookie) {
+	t.Helper()
+	csrf := a.auth.mac("csrf", strings.Split(sc.Value, ".")[2])
+	w := do(r, http.MethodPost, "/admin/logout", url.Values{"csrf": {csrf}}, withCookies(sc))
+	require.Equal(t, http.StatusSeeOther, w.Code)
+}
+
+// TestLogoutSurvivesRestart reproduces audit finding 2: a logout kept only
+// in memory let the logged-out cookie work again after a restart.
+func TestLogoutSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewFake(time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC))
+	path := filepath.Join(t.TempDir(), storage.FileName)
+	db, err := storage.Open(path, storage.Options{Clock: clk, NoSync: true})
+	require.NoError(t, err)
+	r, a := adminOver(t, db, clk)
+	out, stay := login(t, r), login(t, r)
+	logout(t, r, a, out)
+	require.NoError(t, db.Close())
+
+	db, err = storage.Open(path, storage.Options{Clock: clk, NoSync: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	r, _ = adminOver(t, db, clk)
+	tests := []struct {
+		name   string
+		cookie *http.Cookie
+		status int
+	}{
+		{"logged out before the restart", out, http.StatusSeeOther},
+		{"still logged in", stay, http.StatusOK},
+		{"logged out, asked again (cached)", out, http.StatusSeeOther},
+	}
+	for _, tc := range tests {
+		w := do(r, http.MethodGet, "/admin/health", nil, withCookies(tc.cookie))
+		require.Equal(t, tc.status, w.Code, tc.name)
+	}
+}
+
+// sessionsSpy is a store whose SessionRevoked calls are counted and can
+// fail; embedding *storage.DB keeps it a storage.Store.
+type sessionsSpy struct {
+	*storage.DB
+	asked atomic.Int32
+	err   error
+}
+
+func (s *sessionsSpy) SessionRevoked(ctx context.Context, id string) (bool, error) {
+	s.asked.Add(1)
+	if s.err != nil {
+		return false, s.err
+	}
+	return s.DB.SessionRevoked(ctx, id)
+}
+
+// TestSessionChecksAreCached: the store is asked once per session, not on
+// every request, and a store that cannot answer is a 500, not a login.
+func TestSessionChecksAreCached(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewFake(time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC))
+	db, err := storage.Open(filepath.Join(t.TempDir(), storage.FileName), storage.Options{Clock: clk, NoSync: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	spy := &sessionsSpy{DB: db}
+	r, a := adminOver(t, spy, clk)
+	sc := login(t, r)
+	for range 5 {
+		require.Equal(t, http.StatusOK, do(r, http.MethodGet, "/admin/health", nil, withCookies(sc)).Code)
+	}
+	require.EqualValues(t, 1, spy.asked.Load())
+	logout(t, r, a, sc)
+	revoked, err := db.SessionRevoked(context.Background(), strings.Split(sc.Value, ".")[2])
+	require.NoError(t, err)
+	require.True(t, revoked, "the logout reached the store")
+	require.Equal(t, http.StatusSeeOther, do(r, http.MethodGet, "/admin/health", nil, withCookies(sc)).Code)
+	require.EqualValues(t, 1, spy.asked.Load())
+
+	spy.err = errors.New("disk on fire")
+	w := do(r, http.MethodGet, "/admin/health", nil, withCookies(login(t, r)))
+	require.Equal(t, http.StatusInternalServerError, w.Code)
+}
+
+// TestBearerSchemeAnyCase reproduces audit finding 3: RFC 7235 auth
+// schemes are case-insensitive, and "bearer <token>" got 401.
+func TestBearerSchemeAnyCase(t *testing.T) {
+	t.Parallel()
+	r, _, _ := newTestAdmin(t)
+	tests := []struct {
+		header string
+		status int
+	}{
+		{"Bearer " + testToken, http.StatusOK},
+		{"bearer " + testToken, http.StatusOK},
+		{"BEARER " + testToken, http.StatusOK},
+		{"bEaReR " + testToken, http.StatusOK},
+		{"Bearer   " + testToken, http.StatusOK},
+		{"bearer wrong", http.StatusSeeOther},
+		{"Bearer", http.StatusSeeOther},
+		{"Bearer" + testToken, http.StatusSeeOther},
+		{"Basic " + testToken, http.StatusSeeOther},
+		{testToken, http.StatusSeeOther},
+	}
+	for _, tc := range tests {
+		t.Run(tc.header, func(t *testing.T) {
+			w := do(r, http.MethodGet, "/admin/health", nil, func(r *http.Request) { r.Header.Set("Authorization", tc.header) })
+			require.Equal(t, tc.status, w.Code)
+		})
+	}
+	// A POST with a lowercase scheme is a bearer request: no CSRF needed.
+	w := do(r, http.MethodPost, "/admin/logout", url.Values{}, func(r *http.Request) { r.Header.Set("Authorization", "bearer "+testToken) })
+	require.Equal(t, http.StatusSeeOther, w.Code)
 }
