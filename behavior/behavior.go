@@ -123,6 +123,12 @@ type Item struct {
 	Available *int64 `json:"available,omitempty"`
 }
 
+// SourceWeb is the source of records from the tracking API and the
+// storefront script. Its write key is public (it sits in the storefront's
+// HTML), so what these records claim about products is not the store's
+// word (see storage.Product.Unverified).
+const SourceWeb = "web"
+
 // Consent states.
 const (
 	ConsentGranted = "granted"

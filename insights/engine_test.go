@@ -273,3 +273,36 @@ func TestEngineNotEnoughData(t *testing.T) {
 		t.Fatalf("text %q, %v", buf.String(), err)
 	}
 }
+
+// A product known only from tracking calls (whose write key is public)
+// is never recommended, however popular someone makes it.
+func TestRecommendationsSkipUnverifiedProducts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	start := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
+	now := start.Add(200 * 24 * time.Hour)
+	clk := clock.NewFake(now)
+	db := openStore(t, clk)
+	seedShop(t, db, start)
+	for i := range 300 {
+		appendAll(t, db, behavior.Record{ID: fmt.Sprintf("scam-%d", i), Kind: behavior.CheckoutStarted, Source: behavior.SourceWeb,
+			At: now.Add(-time.Duration(i) * time.Minute), AnonymousID: fmt.Sprintf("bot-%d", i%40),
+			Items: []behavior.Item{{ProductID: "scam", Title: "Claim your refund", URL: "https://evil.example", Price: 100, Quantity: 1}}})
+	}
+	e := New(db, Options{Clock: clk})
+	if _, err := e.Refit(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := e.Recommend(ctx, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) == 0 {
+		t.Fatal("no recommendations at all")
+	}
+	for _, r := range recs {
+		if r.ProductID == "scam" {
+			t.Fatalf("recommended the unverified product: %+v", recs)
+		}
+	}
+}

@@ -63,7 +63,9 @@ func (e *Engine) Recommend(ctx context.Context, profileID string, n int) ([]Reco
 			return true
 		}
 		products[pid] = p
-		return !p.InStock()
+		// Only products the store itself has named: anyone can invent one
+		// through the tracking API (storage.Product.Unverified).
+		return !p.InStock() || p.Unverified
 	}
 	scored := rec.Recommend(hist, n, e.opts.Clock.Now(), skip)
 	if lookupErr != nil && len(scored) == 0 {

@@ -174,6 +174,7 @@ func applyCatalogUpdate(tx *bolt.Tx, r behavior.Record, now time.Time) ([]behavi
 		np := old
 		np.ProductID = pid
 		np.FromCatalog = true
+		np.Unverified = false
 		np.UpdatedAt = r.At
 		if r.Store != "" {
 			np.Store = r.Store
@@ -293,6 +294,9 @@ func derivedRecord(src behavior.Record, kind behavior.Kind, p Product, attrs map
 // is written once, as the last of one write per item would have left it.
 func fillCatalog(tx *bolt.Tx, r behavior.Record) error {
 	b := tx.Bucket(bucketCatalog)
+	// Tracking calls are signed by a key every storefront visitor can
+	// read: what they say of products is kept apart (Product.Unverified).
+	untrusted := r.Source == behavior.SourceWeb
 	type filled struct {
 		id      string
 		p       storedProduct
@@ -319,6 +323,12 @@ func fillCatalog(tx *bolt.Tx, r behavior.Record) error {
 			if !exists {
 				f.p.ProductID = it.ProductID
 				f.p.UpdatedAt = r.At
+				f.p.Unverified = untrusted
+				f.changed = true
+			} else if f.p.Unverified && !untrusted {
+				// The store names it now: its facts replace whatever the
+				// tracking API said first.
+				f.p.Product = Product{ProductID: it.ProductID, UpdatedAt: r.At}
 				f.changed = true
 			}
 			seen = append(seen, f)

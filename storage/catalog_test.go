@@ -157,6 +157,42 @@ func TestCatalogFilledFromItems(t *testing.T) {
 	}
 }
 
+// What the tracking API says of a product (its write key is public) is
+// kept apart until the store names the product: the audit could make the
+// shop email an invented product with its own title and link.
+func TestCatalogFromTrackingIsUnverified(t *testing.T) {
+	t.Parallel()
+	db, _ := openTestDB(t, Options{})
+	ctx := context.Background()
+	web := func(id, pid, title, url string) behavior.Record {
+		r := rec(id, behavior.ProductViewed, t0, "mallory@example.com")
+		r.Source = behavior.SourceWeb
+		r.Items = []behavior.Item{{ProductID: pid, Title: title, URL: url, Price: 100}}
+		return r
+	}
+	mustAppend(t, db, web("w1", "fake", "Claim your refund at evil.example", "https://evil.example/x"))
+	mustAppend(t, db, web("w2", "real", "Refund here: evil.example", "https://evil.example/y"))
+	if p, err := db.Product(ctx, "fake"); err != nil || !p.Unverified {
+		t.Fatalf("a product known only from tracking: %+v %v, want unverified", p, err)
+	}
+	// The store names "real" in a signed checkout: its word replaces the
+	// tracking call's, and the product is verified.
+	co := rec("c1", behavior.CheckoutStarted, t0.Add(time.Hour), "ann@example.com")
+	co.Source = "shopify"
+	co.Items = []behavior.Item{{ProductID: "real", Title: "Trail Runner", Price: 5400}}
+	mustAppend(t, db, co)
+	p, err := db.Product(ctx, "real")
+	if err != nil || p.Unverified || p.Title != "Trail Runner" || p.URL != "" || p.Price != 5400 {
+		t.Fatalf("after the store's checkout: %+v %v", p, err)
+	}
+	// Later tracking calls may fill what the store left empty (the
+	// storefront's own product URL), without making it unverified again.
+	mustAppend(t, db, web("w3", "real", "Other title", "https://example.com/products/trail"))
+	if p, _ = db.Product(ctx, "real"); p.Unverified || p.Title != "Trail Runner" || p.URL != "https://example.com/products/trail" {
+		t.Errorf("after a later view: %+v", p)
+	}
+}
+
 func TestProfilesByProduct(t *testing.T) {
 	t.Parallel()
 	db, _ := openTestDB(t, Options{})

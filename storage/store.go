@@ -201,6 +201,12 @@ type Product struct {
 	Currency  string    `json:"currency,omitempty"`
 	Available *int64    `json:"available,omitempty"` // units in stock; nil = unknown
 	UpdatedAt time.Time `json:"updated_at"`
+	// Unverified is true while everything known of the product came from
+	// the tracking API, whose write key is public in the storefront: the
+	// store has not named it in a signed webhook or import yet.
+	// Recommendations skip such products, so nobody can make the shop
+	// recommend an invented product to its customers.
+	Unverified bool `json:"unverified,omitempty"`
 }
 
 // InStock reports whether the product is known to be available (unknown

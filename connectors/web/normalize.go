@@ -19,7 +19,7 @@ func timeInRange(t time.Time) bool {
 }
 
 // Source is the name of this connector in records, routes and config.
-const Source = "web"
+const Source = behavior.SourceWeb
 
 // Attribute keys this connector sets on records.
 const (
