@@ -89,6 +89,12 @@ func TestEveryRouteAuthenticated(t *testing.T) {
 				if strings.HasPrefix(r.Path, "/admin") && resp.StatusCode == http.StatusSeeOther {
 					ok = strings.HasPrefix(resp.Header.Get("Location"), "/admin/login")
 				}
+				// The admin pages throttle wrong bearer tokens per client:
+				// after 20 a minute this walk's guesses get 429, a refusal
+				// too (and still never the page).
+				if strings.HasPrefix(r.Path, "/admin") && resp.StatusCode == http.StatusTooManyRequests && name != "no token" {
+					ok = true
+				}
 				if !ok {
 					t.Errorf("%s with %s: %d, want 401 (or a redirect to the login page)", key, name, resp.StatusCode)
 				}

@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -184,16 +185,18 @@ func (s *Server) readyz(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "ready"})
 }
 
-// requireToken accepts "Authorization: Bearer <token>" or the admin
-// session cookie, comparing in constant time.
+// requireToken accepts "Authorization: Bearer <token>" (the scheme in any
+// case, RFC 7235), comparing SHA-256 digests in constant time so neither
+// the token's bytes nor its length leak through timing.
 func (s *Server) requireToken() gin.HandlerFunc {
-	want := []byte(s.opts.AdminToken)
+	want := sha256.Sum256([]byte(s.opts.AdminToken))
 	return func(c *gin.Context) {
 		got := ""
-		if h := c.GetHeader("Authorization"); strings.HasPrefix(h, "Bearer ") {
-			got = strings.TrimPrefix(h, "Bearer ")
+		if scheme, tok, ok := strings.Cut(strings.TrimSpace(c.GetHeader("Authorization")), " "); ok && strings.EqualFold(scheme, "Bearer") {
+			got = strings.TrimSpace(tok)
 		}
-		if got == "" || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+		sum := sha256.Sum256([]byte(got))
+		if got == "" || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
 			c.Header("WWW-Authenticate", `Bearer realm="nudge"`)
 			jsonError(c, http.StatusUnauthorized, "admin token required")
 			c.Abort()

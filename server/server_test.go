@@ -371,3 +371,26 @@ func TestClientIPTrustsOnlyConfiguredProxies(t *testing.T) {
 		t.Error("a bad proxy address was accepted")
 	}
 }
+
+// The API takes the Bearer scheme in any case (RFC 7235: schemes are
+// case-insensitive), and still refuses a wrong token however it is spelt.
+func TestAPIBearerSchemeAnyCase(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	for _, tc := range []struct {
+		auth string
+		want int
+	}{
+		{"Bearer " + adminToken, http.StatusOK},
+		{"bearer " + adminToken, http.StatusOK},
+		{"BEARER  " + adminToken, http.StatusOK},
+		{"bearer " + adminToken + "x", http.StatusUnauthorized},
+		{"Basic " + adminToken, http.StatusUnauthorized},
+		{adminToken, http.StatusUnauthorized},
+	} {
+		rec := f.do(t, http.MethodGet, "/api/v1/sends", nil, http.Header{"Authorization": {tc.auth}})
+		if rec.Code != tc.want {
+			t.Errorf("%q: %d, want %d", tc.auth, rec.Code, tc.want)
+		}
+	}
+}
