@@ -86,11 +86,11 @@ func (db *DB) deliveriesMentioning(ctx context.Context, emails []string) ([]stri
 			if err != nil {
 				return "", false, fmt.Errorf("delivery %s: %w", k, err)
 			}
-			body = bytes.ToLower(body)
-			for _, e := range emails {
-				if bytes.Contains(body, []byte(e)) {
-					return string(k), true, nil
-				}
+			// As a whole address, JSON escapes undone (bodyMentions, as
+			// the export matches): a substring match would erase
+			// joann@x.com's deliveries when forgetting ann@x.com.
+			if bodyMentions(body, emails) {
+				return string(k), true, nil
 			}
 			return "", false, nil
 		},

@@ -297,3 +297,32 @@ func TestForgetSuppressesTheAddress(t *testing.T) {
 		})
 	}
 }
+
+// Forget finds raw deliveries stored without records (ignored topics) by
+// the address they name, as a whole address: forgetting ann@x.com must
+// not erase joann@x.com's, and must find ann's even behind a JSON escape.
+func TestForgetMatchesWholeAddresses(t *testing.T) {
+	t.Parallel()
+	db, _ := openTestDB(t, Options{KeepRaw: true})
+	ctx := context.Background()
+	res := mustAppend(t, db, rec("a1", behavior.OrderPlaced, t0, "ann@x.com"))
+	orphan := func(id, body string) {
+		t.Helper()
+		if _, err := db.Append(ctx, Ingest{Delivery: &Delivery{ID: id, Source: "shopify", Topic: "shop/update", Body: []byte(body)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	orphan("mine-escaped", `{"contact":"ann\u0040x.com"}`)
+	orphan("mine-named", `{"to":"Ann <ANN@x.com>"}`)
+	orphan("joann", `{"contact":"joann@x.com"}`)
+	orphan("au", `{"contact":"ann@x.com.au"}`)
+	if err := db.Forget(ctx, res.Profiles["a1"]); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]bool{"mine-escaped": false, "mine-named": false, "joann": true, "au": true} {
+		_, err := db.Delivery(ctx, id)
+		if got := err == nil; got != want {
+			t.Errorf("delivery %s kept=%v, want %v (%v)", id, got, want, err)
+		}
+	}
+}
