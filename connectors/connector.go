@@ -112,7 +112,7 @@ type RetryableError struct {
 
 func (e *RetryableError) Error() string {
 	if e.After > 0 {
-		return fmt.Sprintf("retryable (after %s): %v", e.After, e.Err)
+		return fmt.Sprintf("retryable (provider asked to wait %s): %v", e.After, e.Err)
 	}
 	return fmt.Sprintf("retryable: %v", e.Err)
 }

@@ -157,6 +157,9 @@ func (d *Dispatcher) settle(ctx context.Context, id string, res connectors.Resul
 		if errors.As(sendErr, &retry) && retry.After > wait {
 			wait = retry.After
 		}
+		// The backoff may be longer than the provider's Retry-After: say
+		// when the next attempt really is.
+		s.LastError += "; next attempt in " + wait.Round(time.Second).String()
 		var jobs []storage.JobSpec
 		if inline {
 			jobs = append(jobs, d.sendJob(id, "send:"+id, now.Add(wait)))

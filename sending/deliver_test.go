@@ -115,6 +115,10 @@ func TestRateLimitedThenAcceptedSendsOnceAfterRetryAfter(t *testing.T) {
 	s := h.send(id)
 	assert.Equal(t, storage.SendRetrying, s.Status)
 	assert.Contains(t, s.LastError, "too many requests")
+	// The operator sees when the next attempt is, not only what the
+	// provider asked for (the backoff may be longer).
+	assert.Contains(t, s.LastError, "provider asked to wait 2m0s")
+	assert.Contains(t, s.LastError, "next attempt in 2m0s")
 
 	h.clk.Advance(119 * time.Second)
 	h.runDue()
