@@ -157,26 +157,30 @@ func TestRecommendationJSONShape(t *testing.T) {
 }
 
 // A hostile or wholesale basket of 10,000 products is learned from its
-// first maxBasket products only, so one record cannot cost the square of
-// its size (the audit's 10,000-line checkout took 5 GB).
+// first maxBasket products only (maxWebBasket from a tracking call), so
+// one record cannot cost the square of its size (the audit's 10,000-line
+// checkout took 5 GB).
 func TestHugeBasketIsBounded(t *testing.T) {
-	m := NewRecommender(RecommenderConfig{})
-	var items []behavior.Item
-	for i := range 10000 {
-		items = append(items, behavior.Item{ProductID: fmt.Sprintf("p%05d", i), Quantity: 1})
-	}
-	r := behavior.Record{ID: "huge", Kind: behavior.CheckoutStarted, At: t0, Email: "x@example.com", Items: items}
-	if !m.Add(r, "prof") {
-		t.Fatal("not learned")
-	}
-	pairs := 0
-	for _, row := range m.adj {
-		pairs += len(row)
-	}
-	if max := maxBasket * (maxBasket - 1); pairs > max {
-		t.Fatalf("%d pair entries, want at most %d", pairs, max)
-	}
-	if pairs == 0 {
-		t.Fatal("no pairs learned from the basket's first products")
+	for _, tc := range []struct {
+		source string
+		limit  int
+	}{{"shopify", maxBasket}, {behavior.SourceWeb, maxWebBasket}} {
+		m := NewRecommender(RecommenderConfig{})
+		var items []behavior.Item
+		for i := range 10000 {
+			items = append(items, behavior.Item{ProductID: fmt.Sprintf("p%05d", i), Quantity: 1})
+		}
+		r := behavior.Record{ID: "huge", Kind: behavior.CheckoutStarted, Source: tc.source, At: t0, Email: "x@example.com", Items: items}
+		if !m.Add(r, "prof") {
+			t.Fatal("not learned")
+		}
+		pairs := 0
+		for _, row := range m.adj {
+			pairs += len(row)
+		}
+		// adj is symmetric: two entries per pair.
+		if want := tc.limit * (tc.limit - 1); pairs != want {
+			t.Errorf("%s: %d pair entries, want %d", tc.source, pairs, want)
+		}
 	}
 }
