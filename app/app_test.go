@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/nudge-email/nudge/app"
+	"github.com/nudge-email/nudge/config"
 )
 
 // Every admin page and API route of the fully wired server answers 401 or
@@ -15,11 +16,7 @@ import (
 // its stylesheet are public.
 func TestEveryAdminAndAPIRouteNeedsTheToken(t *testing.T) {
 	cfg := app.ExampleConfig(t)
-	a, err := app.Open(context.Background(), cfg, app.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openApp(t, cfg)
 	h := a.Server.Handler()
 	public := map[string]bool{"GET /admin/login": true, "POST /admin/login": true, "GET /admin/static/*filepath": true, "HEAD /admin/static/*filepath": true}
 	n := 0
@@ -56,11 +53,7 @@ func TestEveryAdminAndAPIRouteNeedsTheToken(t *testing.T) {
 func TestServesWithTrackingOff(t *testing.T) {
 	cfg := app.ExampleConfig(t)
 	cfg.Tracking.WriteKey = ""
-	a, err := app.Open(context.Background(), cfg, app.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openApp(t, cfg)
 	h := a.Server.Handler()
 	for _, target := range []string{"POST /v1/track", "POST /v1/batch", "GET /t.js"} {
 		method, path, _ := strings.Cut(target, " ")
@@ -84,11 +77,7 @@ func TestServesWithTrackingOff(t *testing.T) {
 // request, as `nudge insights --as-of` makes it; a bad as_of is a 400.
 func TestInsightsAPIAsOf(t *testing.T) {
 	cfg := app.ExampleConfig(t)
-	a, err := app.Open(context.Background(), cfg, app.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openApp(t, cfg)
 	h := a.Server.Handler()
 	get := func(q string) (int, string) {
 		req := httptest.NewRequest(http.MethodGet, "/api/v1/insights"+q, nil)
@@ -113,4 +102,15 @@ func TestInsightsAPIAsOf(t *testing.T) {
 	if got := a.Insights().Report().AsOf; got.Year() == 1998 {
 		t.Errorf("the live report became the 1998 fit")
 	}
+}
+
+// openApp opens the fully wired app on cfg, closed when the test ends.
+func openApp(t *testing.T, cfg *config.Config) *app.App {
+	t.Helper()
+	a, err := app.Open(context.Background(), cfg, app.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
 }

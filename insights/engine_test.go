@@ -83,11 +83,7 @@ func seedShop(t *testing.T, db storage.Store, start time.Time) {
 func TestEngineEndToEnd(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	start := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
-	now := start.Add(200 * 24 * time.Hour)
-	clk := clock.NewFake(now)
-	db := openStore(t, clk)
-	seedShop(t, db, start)
+	db, clk, now := seededShop(t)
 	e := New(db, Options{Clock: clk, Config: config.Insights{ReplenishLead: config.Duration(40 * 24 * time.Hour)}})
 
 	dry, err := e.Analyze(ctx, now)
@@ -279,11 +275,7 @@ func TestEngineNotEnoughData(t *testing.T) {
 func TestRecommendationsSkipUnverifiedProducts(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	start := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
-	now := start.Add(200 * 24 * time.Hour)
-	clk := clock.NewFake(now)
-	db := openStore(t, clk)
-	seedShop(t, db, start)
+	db, clk, now := seededShop(t)
 	for i := range 300 {
 		appendAll(t, db, behavior.Record{ID: fmt.Sprintf("scam-%d", i), Kind: behavior.CheckoutStarted, Source: behavior.SourceWeb,
 			At: now.Add(-time.Duration(i) * time.Minute), AnonymousID: fmt.Sprintf("bot-%d", i%40),

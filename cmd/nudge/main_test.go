@@ -92,17 +92,18 @@ func TestUnknownCommand(t *testing.T) {
 // checkouts/create --email a@example.com` against a running server yields
 // a checkout_started record that `nudge profile a@example.com` shows; and
 // serve stops cleanly on cancellation.
-// startServe runs `nudge serve` in-process on a fresh config and waits
-// until it is ready; the returned channel yields its exit code once ctx
-// is cancelled.
-func startServe(t *testing.T, ctx context.Context, cancel context.CancelFunc) (cfg string, done <-chan int, serveErr *bytes.Buffer) {
+// startServe runs `nudge serve` in-process on a fresh config (with extra
+// serve flags) and waits until it is ready; the returned channel yields
+// its exit code once ctx is cancelled.
+func startServe(t *testing.T, ctx context.Context, cancel context.CancelFunc, extra ...string) (cfg string, done <-chan int, serveErr *bytes.Buffer) {
 	t.Helper()
 	listen := freePort(t)
 	cfg = writeConfig(t, listen)
 	ch := make(chan int, 1)
 	serveErr = &bytes.Buffer{}
+	args := append([]string{"serve", "-c", cfg, "--log-level", "warn"}, extra...)
 	go func() {
-		ch <- run(ctx, &env{stdout: &bytes.Buffer{}, stderr: serveErr, getenv: os.Getenv}, []string{"serve", "-c", cfg, "--log-level", "warn"})
+		ch <- run(ctx, &env{stdout: &bytes.Buffer{}, stderr: serveErr, getenv: os.Getenv}, args)
 	}()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -261,30 +262,10 @@ func TestServeTriggerProfile(t *testing.T) {
 // trigger (like the other commands that read the data dir) takes the same
 // flag to find them.
 func TestTriggerDataDirFlag(t *testing.T) {
-	listen := freePort(t)
-	cfg := writeConfig(t, listen)
 	dir := filepath.Join(t.TempDir(), "elsewhere")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan int, 1)
-	var serveErr bytes.Buffer
-	go func() {
-		done <- run(ctx, &env{stdout: &bytes.Buffer{}, stderr: &serveErr, getenv: os.Getenv}, []string{"serve", "-c", cfg, "--data-dir", dir, "--log-level", "warn"})
-	}()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get("http://" + listen + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server never became ready: %v\n%s", err, serveErr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	cfg, done, serveErr := startServe(t, ctx, cancel, "--data-dir", dir)
 	for _, src := range [][]string{{"sendgrid", "open"}, {"mailgun", "clicked"}} {
 		code, out, errs := runCmd(t, ctx, "trigger", src[0], src[1], "--email", "d@example.com", "-c", cfg, "--data-dir", dir)
 		if code != 0 || !strings.Contains(out, "→ 200") {
