@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -371,7 +372,7 @@ func (e *Engine) evaluateProfile(ctx context.Context, set *rules.Set, rec *behav
 	var decisions []storage.Decision
 	var starts []storage.JourneyStart
 	for _, r := range triggered {
-		d, start, started := e.maybeStart(r, rec, prof, journeys, now, getEnv)
+		d, start, started := e.maybeStart(ctx, r, rec, prof, journeys, now, getEnv)
 		if start != nil {
 			starts = append(starts, *start)
 		}
@@ -441,6 +442,45 @@ func (e *Engine) appendDecisions(ctx context.Context, profileID string, ds []sto
 	return nil
 }
 
+// earlyExit returns a stored record that would have ended the journey rec
+// starts, had it arrived after it: webhooks come out of order (a refund
+// before its order after a store's retries, Stripe's events in any order),
+// and an exit that came first must still stop the journey. nil when there
+// is none, or the lookup fails (logged: the journey then starts, as it
+// did before the check).
+func (e *Engine) earlyExit(ctx context.Context, r *rules.Rule, rec *behavior.Record, prof storage.Profile, now time.Time) *behavior.Record {
+	var kinds []behavior.Kind
+	for _, x := range r.Exits {
+		if !slices.Contains(kinds, x.Event) {
+			kinds = append(kinds, x.Event)
+		}
+	}
+	if len(kinds) == 0 {
+		return nil
+	}
+	later, err := e.store.RecordsByProfile(ctx, prof.ID, storage.RecordQuery{Since: rec.At, Kinds: kinds})
+	if err != nil {
+		e.opts.Logger.Warn("exits before the trigger not checked", "rule", r.ID, "record_id", rec.ID, "error", err)
+		return nil
+	}
+	probe := storage.Journey{Rule: r.ID, ProfileID: prof.ID, TriggerRecord: rec.ID}
+	for i := range later {
+		x := &later[i]
+		if x.ID == rec.ID || x.At.Before(rec.At) {
+			continue
+		}
+		for _, ex := range r.Exits {
+			if ex.Event != x.Kind {
+				continue
+			}
+			if ok, err := e.exitMatches(ctx, ex, x, &probe, prof, now); err == nil && ok {
+				return x
+			}
+		}
+	}
+	return nil
+}
+
 func (e *Engine) exitMatches(ctx context.Context, x rules.Exit, rec *behavior.Record, j *storage.Journey, prof storage.Profile, now time.Time) (bool, error) {
 	if x.Where == nil {
 		return true, nil
@@ -466,7 +506,7 @@ const (
 // first step's job. A replayed evaluation decides "started" again with
 // no journey to write. Decisions are stamped with the record's time, so a
 // replayed evaluation's decisions dedupe in the store.
-func (e *Engine) maybeStart(r *rules.Rule, rec *behavior.Record, prof storage.Profile, journeys []storage.Journey, now time.Time, env func() *rules.Env) (storage.Decision, *storage.JourneyStart, bool) {
+func (e *Engine) maybeStart(ctx context.Context, r *rules.Rule, rec *behavior.Record, prof storage.Profile, journeys []storage.Journey, now time.Time, env func() *rules.Env) (storage.Decision, *storage.JourneyStart, bool) {
 	id := JourneyID(r.ID, prof.ID, rec.ID)
 	decide := func(started bool, reason string) (storage.Decision, *storage.JourneyStart, bool) {
 		d := storage.Decision{At: rec.At, Rule: r.ID, RecordID: rec.ID, Started: started, Reason: reason}
@@ -514,6 +554,9 @@ func (e *Engine) maybeStart(r *rules.Rule, rec *behavior.Record, prof storage.Pr
 	}
 	if !ok {
 		return decide(false, "trigger.where is false: "+r.Trigger.Where.Source)
+	}
+	if x := e.earlyExit(ctx, r, rec, prof, now); x != nil {
+		return decide(false, fmt.Sprintf("exit: %s (record %s at %s arrived before its trigger)", x.Kind, x.ID, x.At.Format(time.RFC3339)))
 	}
 
 	start := rec.At

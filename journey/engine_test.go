@@ -706,3 +706,53 @@ steps:
 		}
 	}
 }
+
+// An exit that arrives before its trigger (a refund delivered before its
+// order, as store retries and Stripe's unordered events do) still stops the
+// journey, as it would have in order (the connectors audit saw the review
+// request sent after a refund that came first).
+func TestExitArrivingBeforeItsTrigger(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rule := `
+id: post-purchase
+trigger: { event: order_placed }
+exit:
+  - event: order_refunded
+    where: 'event.refs.order_id == trigger.refs.order_id'
+steps: [{ wait: 1h, send: { template: t } }]
+`
+	for _, tc := range []struct {
+		name     string
+		refundOf string // the order the early refund is for
+		wantSend bool
+	}{
+		{"a refund of this order stops it", "o-1", false},
+		{"a refund of another order does not", "o-0", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, ruleSet(t, rule), config.Policies{RequireConsent: true})
+			granted := &behavior.Consent{State: behavior.ConsentGranted}
+			refund := behavior.Record{ID: "r1", Kind: behavior.OrderRefunded, Source: "test", At: t0.Add(10 * time.Second), Email: "ann@example.com",
+				Value: 5400, Refs: map[string]string{behavior.RefOrderID: tc.refundOf}}
+			order := behavior.Record{ID: "o1", Kind: behavior.OrderPlaced, Source: "test", At: t0, Email: "ann@example.com", Consent: granted,
+				Value: 5400, Refs: map[string]string{behavior.RefOrderID: "o-1"}}
+			require.NoError(t, h.Ingest(ctx, refund))
+			_, err := h.RunUntil(ctx, t0.Add(time.Minute))
+			require.NoError(t, err)
+			require.NoError(t, h.Ingest(ctx, order))
+			_, err = h.RunUntil(ctx, t0.Add(3*time.Hour))
+			require.NoError(t, err)
+			ss, err := h.Sends(ctx)
+			require.NoError(t, err)
+			require.Equal(t, tc.wantSend, len(ss) == 1, "sends: %+v", ss)
+			if !tc.wantSend {
+				ds, err := h.Store.Decisions(ctx, profileID(t, h, "ann@example.com"))
+				require.NoError(t, err)
+				require.NotEmpty(t, ds)
+				require.Contains(t, ds[len(ds)-1].Reason, "exit: order_refunded (record r1")
+			}
+		})
+	}
+}
