@@ -26,6 +26,11 @@ const (
 	AttrStockStatus   = "stock_status"
 )
 
+// RefRefundID is the ref naming the WooCommerce refund an order_refunded
+// record is.
+const RefRefundID = "refund_id"
+
+
 // ConsentMetaKeys are the meta_data keys read as email-marketing opt-in.
 // Core WooCommerce has no consent field; these are the ones written by
 // Mailchimp for WooCommerce (mailchimp_woocommerce_is_subscribed, on
@@ -60,7 +65,11 @@ func OrderRecordID(storeID string, kind behavior.Kind, orderID string) string {
 //	processing      order_placed, plus order_paid when date_paid is set
 //	completed       order_placed and order_fulfilled, plus order_paid when date_paid is set
 //	cancelled       order_cancelled
-//	refunded        order_refunded (value: the refunds' total, else the order total)
+//	refunded        order_refunded per refund listed (else one, the order total)
+//
+// Every refund in the order's refunds list is an order_refunded record of
+// its own (id from the refund id, value its amount), whatever the status:
+// a partial refund leaves the order processing or completed.
 //
 // Other statuses (trash, draft, custom ones) are ErrIgnored. Pending and
 // failed orders carry a recovery URL to WooCommerce's pay-for-order page
@@ -239,37 +248,51 @@ func (n normalizer) order() ([]behavior.Record, error) {
 		return recs
 	}
 
+	// Each refund the order lists is one order_refunded record, whatever
+	// the status: a partial refund leaves an order processing or
+	// completed, and only the refunds list says it happened.
+	var refunds []behavior.Record
+	for _, rf := range o.Refunds {
+		v, err := n.money(rf.Total, cur, "refunds.total")
+		if err != nil {
+			return nil, err
+		}
+		if v < 0 { // WooCommerce lists refunds as negative amounts
+			v = -v
+		}
+		if v == 0 || string(rf.ID) == "" {
+			continue
+		}
+		rec := clone(base)
+		rec.ID = behavior.DeriveID(Name, n.r.cfg.StoreID, string(behavior.OrderRefunded), "order:"+oid, "refund:"+string(rf.ID))
+		rec.Kind = behavior.OrderRefunded
+		rec.At = modified
+		rec.Value = v
+		rec.SetRef(RefRefundID, string(rf.ID))
+		refunds = append(refunds, rec)
+	}
+
 	switch status {
 	case "checkout-draft", "pending":
 		return []behavior.Record{perChange(behavior.CheckoutStarted)}, nil
 	case "failed":
 		return []behavior.Record{perChange(behavior.PaymentFailed)}, nil
 	case "on-hold":
-		return []behavior.Record{placed()}, nil
+		return append([]behavior.Record{placed()}, refunds...), nil
 	case "processing":
-		return paid([]behavior.Record{placed()}), nil
+		return append(paid([]behavior.Record{placed()}), refunds...), nil
 	case "completed":
 		recs := paid([]behavior.Record{placed()})
-		return append(recs, lifecycle(behavior.OrderFulfilled, firstTime(o.DateCompleted, o.DateModifiedGMT, o.DateCreatedGMT))), nil
+		recs = append(recs, lifecycle(behavior.OrderFulfilled, firstTime(o.DateCompleted, o.DateModifiedGMT, o.DateCreatedGMT)))
+		return append(recs, refunds...), nil
 	case "cancelled":
-		return []behavior.Record{lifecycle(behavior.OrderCancelled, modified)}, nil
+		return append([]behavior.Record{lifecycle(behavior.OrderCancelled, modified)}, refunds...), nil
 	case "refunded":
-		rec := lifecycle(behavior.OrderRefunded, modified)
-		var refunded int64
-		for _, rf := range o.Refunds {
-			v, err := n.money(rf.Total, cur, "refunds.total")
-			if err != nil {
-				return nil, err
-			}
-			if v < 0 { // WooCommerce lists refunds as negative amounts
-				v = -v
-			}
-			refunded += v
+		if len(refunds) > 0 {
+			return refunds, nil
 		}
-		if refunded > 0 {
-			rec.Value = refunded
-		}
-		return []behavior.Record{rec}, nil
+		// Refunded without a refunds list: the whole order, once.
+		return []behavior.Record{lifecycle(behavior.OrderRefunded, modified)}, nil
 	}
 	return nil, fmt.Errorf("woocommerce: %s: order status %q: %w", n.topic, status, connectors.ErrIgnored)
 }

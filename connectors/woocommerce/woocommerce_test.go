@@ -468,3 +468,57 @@ func TestSampleRoundTrip(t *testing.T) {
 		t.Error("unknown sample topic gave no error")
 	}
 }
+
+// Every refund the order lists is one order_refunded record, whatever the
+// status, so a partial refund of a processing order counts (the audit's
+// order 3001 refunded 40.00 while processing stored nothing), and a
+// redelivery or a second refund changes only what is new.
+func TestRefundsListed(t *testing.T) {
+	t.Parallel()
+	r := testReceiver()
+	withRefunds := func(status, refunds string) []byte {
+		return []byte(strings.Replace(string(orderWith(t, status, true)), `"refunds": []`, `"refunds": [`+refunds+`]`, 1))
+	}
+	refundsOf := func(recs []behavior.Record) map[string]int64 {
+		out := map[string]int64{}
+		for _, rec := range recs {
+			if rec.Kind == behavior.OrderRefunded {
+				out[rec.Ref(RefRefundID)+"|"+rec.ID] = rec.Value
+			}
+		}
+		return out
+	}
+	one, err := r.Normalize(headers("order.updated"), withRefunds("processing", `{"id": 9, "total": "-40.00"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := refundsOf(one)
+	if len(got) != 1 || kinds(one)[0] != behavior.OrderPlaced {
+		t.Fatalf("processing with a refund: %v %v", kinds(one), got)
+	}
+	for _, v := range got {
+		if v != 4000 {
+			t.Errorf("refund value %d, want 4000", v)
+		}
+	}
+	two, err := r.Normalize(headers("order.updated"), withRefunds("refunded", `{"id": 9, "total": "-40.00"}, {"id": 12, "total": "-10.00"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got2 := refundsOf(two)
+	if len(got2) != 2 || len(two) != 2 {
+		t.Fatalf("refunded with two refunds: %v", got2)
+	}
+	for k, v := range got {
+		if got2[k] != v {
+			t.Errorf("the first refund's record changed between deliveries: %v vs %v", got, got2)
+		}
+	}
+	// Refunded with no list: the whole order, once.
+	whole, err := r.Normalize(headers("order.updated"), orderWith(t, "refunded", true))
+	if err != nil || len(whole) != 1 || whole[0].ID != OrderRecordID("main", behavior.OrderRefunded, "727") {
+		t.Fatalf("refunded without refunds: %+v %v", whole, err)
+	}
+	connectortest.CheckRecords(t, Name, nil, one)
+	connectortest.CheckRecords(t, Name, nil, two)
+}
