@@ -30,7 +30,6 @@ const (
 // record is.
 const RefRefundID = "refund_id"
 
-
 // ConsentMetaKeys are the meta_data keys read as email-marketing opt-in.
 // Core WooCommerce has no consent field; these are the ones written by
 // Mailchimp for WooCommerce (mailchimp_woocommerce_is_subscribed, on
