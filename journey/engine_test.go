@@ -756,3 +756,41 @@ steps: [{ wait: 1h, send: { template: t } }]
 		})
 	}
 }
+
+// One person who started a rule twice as two profiles (browsing
+// anonymously, then signed in) gets each step once after the profiles
+// merge (the rules audit saw both journeys send).
+func TestMergedProfilesSendOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	h := newHarness(t, ruleSet(t, `
+id: pv
+trigger: { event: product_viewed }
+steps: [{ wait: 1h, send: { template: t } }, { wait: 1h, send: { template: t2 } }]
+`), config.Policies{RequireConsent: true})
+	granted := &behavior.Consent{State: behavior.ConsentGranted}
+	view := func(id string, at time.Duration, email, anon string) behavior.Record {
+		return behavior.Record{ID: id, Kind: behavior.ProductViewed, Source: "test", At: t0.Add(at), Email: email, AnonymousID: anon,
+			Items: []behavior.Item{{ProductID: "p9", Quantity: 1}}}
+	}
+	require.NoError(t, h.Ingest(ctx, behavior.Record{ID: "c0", Kind: behavior.CustomerUpdated, Source: "test", At: t0, Email: "m@example.com", Consent: granted}))
+	require.NoError(t, h.Ingest(ctx, view("v1", time.Minute, "", "anon1")))
+	require.NoError(t, h.Ingest(ctx, view("v2", 2*time.Minute, "m@example.com", "")))
+	_, err := h.RunUntil(ctx, t0.Add(3*time.Minute))
+	require.NoError(t, err)
+	// The identify that joins them.
+	require.NoError(t, h.Ingest(ctx, behavior.Record{ID: "c1", Kind: behavior.CustomerUpdated, Source: "test", At: t0.Add(3 * time.Minute), Email: "m@example.com", AnonymousID: "anon1"}))
+	_, err = h.RunUntil(ctx, t0.Add(5*time.Hour))
+	require.NoError(t, err)
+	ss, err := h.Sends(ctx)
+	require.NoError(t, err)
+	require.Len(t, ss, 2, "one send per step: %+v", ss)
+	js, err := h.Store.JourneysByProfile(ctx, profileID(t, h, "m@example.com"))
+	require.NoError(t, err)
+	require.Len(t, js, 2)
+	var reasons []string
+	for _, j := range js {
+		reasons = append(reasons, j.Status+": "+j.Reason)
+	}
+	require.Contains(t, strings.Join(reasons, "|"), storage.ReasonMergedDuplicate)
+}

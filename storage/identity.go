@@ -333,6 +333,9 @@ func mergeProfilesTx(tx *bolt.Tx, sid, lid string, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("move journeys: %w", err)
 	}
+	if err := endDuplicateJourneysTx(tx, sid, now); err != nil {
+		return fmt.Errorf("merge journeys: %w", err)
+	}
 	sends := tx.Bucket(bucketSends)
 	err = rekeyProfileIndex(tx, bucketSendsByProfile, lid, sid, func(rest []byte) error {
 		for _, id := range idsAfterTime(rest) {
@@ -474,4 +477,62 @@ func setProfileIDJSON(b *bolt.Bucket, key []byte, pid string) error {
 	}
 	m["profile_id"], _ = json.Marshal(pid)
 	return putJSON(b, bytes.Clone(key), m)
+}
+
+// ReasonMergedDuplicate begins the reason of a journey ended because a
+// profile merge gave its person two active journeys of one rule.
+const ReasonMergedDuplicate = "merged: duplicate of journey "
+
+// endDuplicateJourneysTx keeps one active journey per rule on a profile
+// that has just absorbed another: the same person browsing anonymously
+// and then signed in started the rule twice, once per profile, and would
+// otherwise get each step twice. The journey that has run more steps
+// stays (then the earlier started, then the smaller id); the others end
+// as exited. Their pending step jobs find them ended and do nothing.
+func endDuplicateJourneysTx(tx *bolt.Tx, pid string, now time.Time) error {
+	b := tx.Bucket(bucketJourneys)
+	prefix := join([]byte(pid), nil)
+	var active []Journey
+	c := tx.Bucket(bucketJourneysByProfile).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		var j Journey
+		ok, err := getJSON(b, k[len(prefix):], &j)
+		if err != nil {
+			return err
+		}
+		if ok && j.Active() {
+			active = append(active, j)
+		}
+	}
+	better := func(a, b Journey) bool {
+		if a.Step != b.Step {
+			return a.Step > b.Step
+		}
+		if !a.StartedAt.Equal(b.StartedAt) {
+			return a.StartedAt.Before(b.StartedAt)
+		}
+		return a.ID < b.ID
+	}
+	keep := map[string]Journey{}
+	for _, j := range active {
+		if k, ok := keep[j.Rule]; !ok || better(j, k) {
+			keep[j.Rule] = j
+		}
+	}
+	for _, j := range active {
+		k := keep[j.Rule]
+		if j.ID == k.ID {
+			continue
+		}
+		j.Status = JourneyExited
+		j.Reason = ReasonMergedDuplicate + k.ID
+		j.DueAt = time.Time{}
+		j.UpdatedAt = now
+		j.Trace = append(j.Trace, TraceEntry{At: now, Step: j.Step, Action: "exited", Detail: j.Reason + " (two profiles of one person merged)"})
+		// Only the status changed: no index entry moves.
+		if err := putJSON(b, []byte(j.ID), j); err != nil {
+			return err
+		}
+	}
+	return nil
 }
