@@ -783,8 +783,24 @@ func mapChargeRefunded(rec *behavior.Record, ev *event) error {
 	if c.ID == "" {
 		return fmt.Errorf("charge has no id: %w", connectors.ErrMalformed)
 	}
+	// amount_refunded is the charge's running total: each charge.refunded
+	// of a partial refund carries the total so far, and the event's
+	// previous_attributes the total before it. The record is this refund,
+	// so two partial refunds of 30 and 20 subtract 50, not 30 + 50.
+	var prev struct {
+		AmountRefunded *int64 `json:"amount_refunded"`
+	}
+	if len(ev.Data.PreviousAttributes) > 0 {
+		if err := json.Unmarshal(ev.Data.PreviousAttributes, &prev); err != nil {
+			return fmt.Errorf("decode previous_attributes: %v: %w", err, connectors.ErrMalformed)
+		}
+	}
 	rec.Kind = behavior.OrderRefunded
 	rec.Value = c.AmountRefunded
+	if prev.AmountRefunded != nil && *prev.AmountRefunded >= 0 && *prev.AmountRefunded <= c.AmountRefunded {
+		rec.Value = c.AmountRefunded - *prev.AmountRefunded
+	}
+	rec.Attrs["amount_refunded_total"] = c.AmountRefunded
 	rec.Currency = strings.ToUpper(c.Currency)
 	rec.CustomerID = string(c.Customer)
 	rec.SetRef(behavior.RefStripeCust, rec.CustomerID)

@@ -296,6 +296,14 @@ func TestNormalizeMapping(t *testing.T) {
 			want(t, r.Ref(behavior.RefOrderID), "pi_1")
 			want(t, r.Attrs["full_refund"], any(false))
 		}},
+		// A second partial refund: amount_refunded is the running total
+		// (300 + 200), previous_attributes the total before it; the record
+		// is this refund alone (the audit saw 300 + 500 subtracted).
+		{"second partial refund", mkEvent("charge.refunded", `{"id":"ch_1","amount":1000,"amount_refunded":500,"currency":"usd","customer":null,"receipt_email":"dee@example.com","payment_intent":"pi_1","refunded":false}`, `{"amount_refunded":300}`), func(t *testing.T, r behavior.Record) {
+			want(t, r.Kind, behavior.OrderRefunded)
+			want(t, r.Value, int64(200))
+			want(t, r.Attrs["amount_refunded_total"], any(int64(500)))
+		}},
 		{"customer updated", mkEvent("customer.updated", `{"id":"cus_1","email":"eve@example.com","name":"Eve","phone":"+1 555","preferred_locales":["fr-FR"],"address":{"country":"FR"}}`), func(t *testing.T, r behavior.Record) {
 			want(t, r.Kind, behavior.CustomerUpdated)
 			want(t, r.CustomerID, "cus_1")
