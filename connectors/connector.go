@@ -127,3 +127,14 @@ type Sender interface {
 	Name() string
 	Send(ctx context.Context, m Message) (Result, error)
 }
+
+// Stale is the error of a signature timestamp outside the tolerance: age
+// is now minus the timestamp, negative for one in the future, and the
+// message says which.
+func Stale(source string, ts int64, age, tolerance time.Duration) error {
+	when := age.Round(time.Second).String() + " old"
+	if age < 0 {
+		when = (-age).Round(time.Second).String() + " in the future"
+	}
+	return fmt.Errorf("%s: verify: timestamp %d is %s, tolerance %s: %w", source, ts, when, tolerance, ErrStale)
+}

@@ -124,8 +124,7 @@ func (r *Receiver) Verify(_ http.Header, body []byte, now time.Time) error {
 		return fmt.Errorf("mailgun: verify: bad signature timestamp %.40q: %w", ts, connectors.ErrSignature)
 	}
 	if d := now.Sub(time.Unix(sec, 0)); d > r.tolerance || d < -r.tolerance {
-		return fmt.Errorf("mailgun: verify: timestamp %d is %s from now, tolerance %s: %w",
-			sec, d.Round(time.Second), r.tolerance, connectors.ErrStale)
+		return connectors.Stale("mailgun", sec, d, r.tolerance)
 	}
 	got, err := hex.DecodeString(hexSig)
 	if err != nil {

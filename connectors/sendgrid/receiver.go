@@ -220,8 +220,7 @@ func (r *Receiver) Verify(h http.Header, body []byte, now time.Time) error {
 		return fmt.Errorf("sendgrid: verify: bad timestamp %.40q: %w", ts, connectors.ErrSignature)
 	}
 	if d := now.Sub(time.Unix(sec, 0)); d > r.tolerance || d < -r.tolerance {
-		return fmt.Errorf("sendgrid: verify: timestamp %d is %s from now, tolerance %s: %w",
-			sec, d.Round(time.Second), r.tolerance, connectors.ErrStale)
+		return connectors.Stale("sendgrid", sec, d, r.tolerance)
 	}
 	ok, err := eventwebhook.VerifySignature(r.pub, body, sig, ts)
 	if err != nil {

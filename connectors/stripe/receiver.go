@@ -129,8 +129,7 @@ func (r *Receiver) Verify(h http.Header, body []byte, now time.Time) error {
 	}
 	signedAt := time.Unix(ts, 0)
 	if d := now.Sub(signedAt); d > r.tolerance || d < -r.tolerance {
-		return fmt.Errorf("stripe: verify: timestamp %d is %s from now, tolerance %s: %w",
-			ts, d.Round(time.Second), r.tolerance, connectors.ErrStale)
+		return connectors.Stale("stripe", ts, d, r.tolerance)
 	}
 	for _, secret := range r.secrets {
 		want := webhook.ComputeSignature(signedAt, body, secret)
