@@ -81,10 +81,13 @@ type RuleReport struct {
 
 // Report is a backtest's result.
 type Report struct {
-	Since   time.Time    `json:"since"`
-	Until   time.Time    `json:"until"`
-	Records int          `json:"records"` // replayed
-	Rules   []RuleReport `json:"rules"`
+	Since   time.Time `json:"since"`
+	Until   time.Time `json:"until"`
+	Records int       `json:"records"` // replayed
+	// InWindow counts the replayed records from Since on, the ones rules
+	// saw; the others were replayed only as the profiles' history.
+	InWindow int          `json:"in_window"`
+	Rules    []RuleReport `json:"rules"`
 }
 
 // discard is the provider of a backtest: it accepts every message and
@@ -175,6 +178,9 @@ func Run(ctx context.Context, src storage.Store, set *rules.Set, opts Options) (
 			return err
 		}
 		rep.Records++
+		if !at.Before(start) {
+			rep.InWindow++
+		}
 		return nil
 	})
 	if err != nil {
@@ -293,8 +299,8 @@ func tally(ctx context.Context, st *storage.DB, set *rules.Set) ([]RuleReport, e
 
 // WriteText prints the report as a table.
 func (r Report) WriteText(w io.Writer) error {
-	if _, err := fmt.Fprintf(w, "replayed %d records from %s to %s (nothing was sent)\n\n",
-		r.Records, stamp(r.Since), stamp(r.Until)); err != nil {
+	if _, err := fmt.Fprintf(w, "%d records from %s to %s went through the rules (nothing was sent); %d before them were replayed as history only\n\n",
+		r.InWindow, stamp(r.Since), stamp(r.Until), r.Records-r.InWindow); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
