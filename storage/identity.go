@@ -491,16 +491,13 @@ const ReasonMergedDuplicate = "merged: duplicate of journey "
 // as exited. Their pending step jobs find them ended and do nothing.
 func endDuplicateJourneysTx(tx *bolt.Tx, pid string, now time.Time) error {
 	b := tx.Bucket(bucketJourneys)
-	prefix := join([]byte(pid), nil)
+	all, err := journeysOfProfileTx(tx, pid)
+	if err != nil {
+		return err
+	}
 	var active []Journey
-	c := tx.Bucket(bucketJourneysByProfile).Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		var j Journey
-		ok, err := getJSON(b, k[len(prefix):], &j)
-		if err != nil {
-			return err
-		}
-		if ok && j.Active() {
+	for _, j := range all {
+		if j.Active() {
 			active = append(active, j)
 		}
 	}

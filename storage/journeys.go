@@ -102,21 +102,9 @@ func (db *DB) Journey(ctx context.Context, id string) (Journey, error) {
 func (db *DB) JourneysByProfile(ctx context.Context, profileID string) ([]Journey, error) {
 	var out []Journey
 	err := db.view(ctx, func(tx *bolt.Tx) error {
-		out = out[:0]
-		b := tx.Bucket(bucketJourneys)
-		prefix := join([]byte(profileID), nil)
-		c := tx.Bucket(bucketJourneysByProfile).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			var j Journey
-			ok, err := getJSON(b, k[len(prefix):], &j)
-			if err != nil {
-				return err
-			}
-			if ok {
-				out = append(out, j)
-			}
-		}
-		return nil
+		var err error
+		out, err = journeysOfProfileTx(tx, profileID)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("storage: journeys of %s: %w", profileID, err)
@@ -286,6 +274,26 @@ func (db *DB) Decisions(ctx context.Context, profileID string) ([]Decision, erro
 	})
 	if err != nil {
 		return nil, fmt.Errorf("storage: decisions of %s: %w", profileID, err)
+	}
+	return out, nil
+}
+
+// journeysOfProfileTx reads a profile's journeys through its index, in
+// index order.
+func journeysOfProfileTx(tx *bolt.Tx, profileID string) ([]Journey, error) {
+	var out []Journey
+	b := tx.Bucket(bucketJourneys)
+	prefix := join([]byte(profileID), nil)
+	c := tx.Bucket(bucketJourneysByProfile).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		var j Journey
+		ok, err := getJSON(b, k[len(prefix):], &j)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, j)
+		}
 	}
 	return out, nil
 }

@@ -123,6 +123,21 @@ func startServe(t *testing.T, ctx context.Context, cancel context.CancelFunc, ex
 	return cfg, ch, serveErr
 }
 
+// stopServe stops a server startServe started and fails unless it exits
+// cleanly.
+func stopServe(t *testing.T, cancel context.CancelFunc, done <-chan int, serveErr *bytes.Buffer) {
+	t.Helper()
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("serve exited %d: %s", code, serveErr.String())
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+}
+
 // TestImportThroughServer: with a server running, `nudge import` goes
 // through its API in pieces, and reports and exits as it does without a
 // server: the file's own line numbers, duplicates on re-import, exit 1
@@ -168,15 +183,7 @@ func TestImportThroughServer(t *testing.T) {
 	if code, out, errs := runCmd(t, ctx, "import", csv, "-c", cfg); code != 1 || !strings.Contains(out, "imported 9 records") || !strings.Contains(out, "shopify_orders.csv:11: ") {
 		t.Errorf("CSV import through the server: exit %d\nstdout %s\nstderr %s", code, out, errs)
 	}
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("serve exited %d: %s", code, serveErr.String())
-		}
-	case <-time.After(40 * time.Second):
-		t.Fatal("serve did not stop")
-	}
+	stopServe(t, cancel, done, serveErr)
 }
 
 func TestServeTriggerProfile(t *testing.T) {
@@ -238,15 +245,7 @@ func TestServeTriggerProfile(t *testing.T) {
 		t.Errorf("backup: %d %q %q", code, out, errs)
 	}
 
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("serve exited %d: %s", code, serveErr.String())
-		}
-	case <-time.After(40 * time.Second):
-		t.Fatal("serve did not stop")
-	}
+	stopServe(t, cancel, done, serveErr)
 	// With the server stopped, profile opens the data dir directly.
 	code, out, errs = runCmd(t, context.Background(), "profile", "a@example.com", "-c", cfg)
 	if code != 0 || !strings.Contains(out, "checkout_started") {
@@ -272,8 +271,5 @@ func TestTriggerDataDirFlag(t *testing.T) {
 			t.Errorf("trigger %v --data-dir: %d %q %q", src, code, out, errs)
 		}
 	}
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("serve exited %d: %s", code, serveErr.String())
-	}
+	stopServe(t, cancel, done, serveErr)
 }
