@@ -442,12 +442,13 @@ func (e *Engine) appendDecisions(ctx context.Context, profileID string, ds []sto
 	return nil
 }
 
-// earlyExit returns a stored record that would have ended the journey rec
-// starts, had it arrived after it: webhooks come out of order (a refund
-// before its order after a store's retries, Stripe's events in any order),
-// and an exit that came first must still stop the journey. nil when there
-// is none, or the lookup fails (logged: the journey then starts, as it
-// did before the check).
+// earlyExit returns a stored record, at or after rec (a journey's
+// trigger), that matches one of the rule's exits: one that came before the
+// trigger (webhooks come out of order: a refund before its order after a
+// store's retries, Stripe's events in any order) or whose evaluation has
+// not run yet when a step comes due. The journey must not start, or the
+// step not send. nil when there is none, or the lookup fails (logged: the
+// journey goes on, as it did before the check).
 func (e *Engine) earlyExit(ctx context.Context, r *rules.Rule, rec *behavior.Record, prof storage.Profile, now time.Time) *behavior.Record {
 	var kinds []behavior.Kind
 	for _, x := range r.Exits {

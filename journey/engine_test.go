@@ -794,3 +794,41 @@ steps: [{ wait: 1h, send: { template: t } }, { wait: 1h, send: { template: t2 } 
 	}
 	require.Contains(t, strings.Join(reasons, "|"), storage.ReasonMergedDuplicate)
 }
+
+// An exit stored before a step comes due wins even when its evaluation
+// has not run yet (due at the same instant, or queued behind others under
+// load): the rules audit's search at the very minute a reminder was due
+// still got the reminder.
+func TestStoredExitBeatsDueStep(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	h := newHarness(t, ruleSet(t, `
+id: sx
+trigger: { event: product_viewed }
+exit: [{ event: searched }]
+steps: [{ wait: 1h, send: { template: t } }]
+`), config.Policies{RequireConsent: true})
+	granted := &behavior.Consent{State: behavior.ConsentGranted}
+	require.NoError(t, h.Ingest(ctx, behavior.Record{ID: "v1", Kind: behavior.ProductViewed, Source: "test", At: t0, Email: "ann@example.com", Consent: granted,
+		Items: []behavior.Item{{ProductID: "p1", Quantity: 1}}}))
+	_, err := h.RunUntil(ctx, t0.Add(30*time.Minute))
+	require.NoError(t, err)
+	js, err := h.Store.JourneysByProfile(ctx, profileID(t, h, "ann@example.com"))
+	require.NoError(t, err)
+	require.Len(t, js, 1)
+	require.True(t, js[0].DueAt.Equal(t0.Add(time.Hour)), "due %v", js[0].DueAt)
+	// The search lands at the step's due instant, stored before either job
+	// runs; the step's job is the older of the two due then.
+	_, err = h.RunUntil(ctx, t0.Add(time.Hour-time.Nanosecond))
+	require.NoError(t, err)
+	h.Clock.Set(t0.Add(time.Hour))
+	require.NoError(t, h.Ingest(ctx, behavior.Record{ID: "s1", Kind: behavior.Searched, Source: "test", At: t0.Add(time.Hour), Email: "ann@example.com", Query: "socks"}))
+	_, err = h.RunUntil(ctx, t0.Add(3*time.Hour))
+	require.NoError(t, err)
+	ss, err := h.Sends(ctx)
+	require.NoError(t, err)
+	require.Empty(t, ss)
+	js, err = h.Store.JourneysByProfile(ctx, profileID(t, h, "ann@example.com"))
+	require.NoError(t, err)
+	require.Equal(t, "exit: searched", js[0].Reason)
+}

@@ -82,6 +82,13 @@ func (e *Engine) runStep(ctx context.Context, p StepPayload, jobID uint64) error
 		return fmt.Errorf("journey: step %d of %s: %w", n, journeyID, err)
 	}
 
+	// An exit stored since the trigger but not evaluated yet (its job
+	// queued behind others under load, or due at this same instant) must
+	// still win over the step.
+	if x := e.earlyExit(ctx, r, &trig, prof, now); x != nil {
+		return e.end(ctx, &j, storage.JourneyExited, "exit: "+string(x.Kind), fmt.Sprintf("record %s at %s", x.ID, x.At.Format(time.RFC3339)), now)
+	}
+
 	env := e.newEnv(ctx, &trig, &trig, prof, now, n)
 	ok, err := step.Where.Bool(&env)
 	if err != nil {
