@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -102,7 +103,12 @@ type Dispatcher struct {
 	// handler and engagement updates (striped by send id).
 	locks [64]sync.Mutex
 	zones sync.Map // zone name → *time.Location (nil for invalid names)
-	sched atomic.Pointer[scheduler.Scheduler]
+	// storeHosts are the configured stores' hosts, whose subdomains links
+	// may point to too; linkHosts the exact hosts of Options.LinkHosts
+	// (see safeLink). Both are fixed at New.
+	storeHosts []string
+	linkHosts  map[string]bool
+	sched      atomic.Pointer[scheduler.Scheduler]
 }
 
 // Compile-time checks of the seams the engine uses.
@@ -161,7 +167,16 @@ func New(store storage.Store, senders map[string]connectors.Sender, opts Options
 			s[name] = snd
 		}
 	}
-	return &Dispatcher{store: store, senders: s, opts: opts, quiet: q, templates: newTemplateCache()}, nil
+	d := &Dispatcher{store: store, senders: s, opts: opts, quiet: q, templates: newTemplateCache(), linkHosts: map[string]bool{}}
+	for _, st := range opts.Stores {
+		if u, err := url.Parse(st.URL); err == nil && u.Hostname() != "" {
+			d.storeHosts = append(d.storeHosts, strings.ToLower(u.Hostname()))
+		}
+	}
+	for _, h := range opts.LinkHosts {
+		d.linkHosts[strings.ToLower(h)] = true
+	}
+	return d, nil
 }
 
 // SendID is the outbox id of a journey step: deterministic, so a retried

@@ -355,18 +355,11 @@ func (d *Dispatcher) safeLink(link, storeURL string) string {
 		return storeURL
 	}
 	host := strings.ToLower(u.Hostname())
-	for _, s := range d.opts.Stores {
-		su, err := url.Parse(s.URL)
-		if err != nil || su.Hostname() == "" {
-			continue
-		}
-		sh := strings.ToLower(su.Hostname())
-		if host == sh || strings.HasSuffix(host, "."+sh) || "www."+host == sh {
-			return u.String()
-		}
+	if d.linkHosts[host] {
+		return u.String()
 	}
-	for _, h := range d.opts.LinkHosts {
-		if strings.EqualFold(host, h) {
+	for _, sh := range d.storeHosts {
+		if host == sh || strings.HasSuffix(host, "."+sh) || "www."+host == sh {
 			return u.String()
 		}
 	}
