@@ -94,10 +94,14 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	// grows with the steps in flight (bench/sched: ~3x over 16). The
 	// evaluation of incoming records stays at 16: more of them at once
 	// took CPU and the writer from the webhooks (bench/run.sh, orders at
-	// c=64: ~1,400/s with 64 against ~1,600/s with 16).
+	// c=64: ~1,400/s with 64 against ~1,600/s with 16). While webhooks
+	// queue at the writer, evaluation drops to one at a time for up to a
+	// minute per record and catches up after the burst (bench/README.md,
+	// "Evaluation gives way").
 	a.Scheduler = scheduler.New(st, scheduler.Options{
 		Clock: opts.Clock, Logger: opts.Logger, OnFinish: sm.observe,
 		Workers: 64, Limits: map[string]int{storage.JobEvaluate: 16},
+		Yields: map[string]scheduler.Yield{storage.JobEvaluate: {Busy: st.IngestBusy, Limit: 1, MaxLag: time.Minute}},
 	})
 	if err := a.wire(ctx, opts); err != nil {
 		st.Close()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,4 +146,103 @@ func TestLimitsCapAKindsConcurrency(t *testing.T) {
 	if most["fast"] < 3 {
 		t.Errorf("at most %d fast jobs ran at once: the limit held back other kinds", most["fast"])
 	}
+}
+
+// Options.Yields: while Busy, at most Limit jobs of the kind run at once
+// and every one still runs; once Busy ends the rest run at the kind's
+// full limit; a job due longer ago than MaxLag runs regardless.
+func TestYieldGivesWayWhileBusy(t *testing.T) {
+	t.Parallel()
+	type phase struct {
+		mu                sync.Mutex
+		active, most, ran int
+	}
+	run := func(t *testing.T, busy *atomic.Bool, maxLag time.Duration, due time.Time, n int, flip func(*phase)) *phase {
+		db := openStore(t, filepath.Join(t.TempDir(), "s.db"), clock.Real{})
+		defer db.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		s := scheduler.New(db, scheduler.Options{
+			Workers: 8, Limits: map[string]int{"eval": 4},
+			Yields: map[string]scheduler.Yield{"eval": {Busy: busy.Load, Limit: 1, MaxLag: maxLag}},
+		})
+		p := &phase{}
+		s.Handle("eval", func(context.Context, storage.Job) error {
+			p.mu.Lock()
+			p.active++
+			p.most = max(p.most, p.active)
+			p.mu.Unlock()
+			time.Sleep(40 * time.Millisecond)
+			p.mu.Lock()
+			p.active--
+			p.ran++
+			p.mu.Unlock()
+			return nil
+		})
+		specs := make([]storage.JobSpec, n)
+		for i := range specs {
+			specs[i] = storage.JobSpec{Kind: "eval", DueAt: due}
+		}
+		if _, err := s.Enqueue(ctx, specs...); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			p.mu.Lock()
+			ran := p.ran
+			p.mu.Unlock()
+			if flip != nil {
+				flip(p)
+			}
+			if ran == n {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("only %d of %d jobs ran", ran, n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	t.Run("busy then idle", func(t *testing.T) {
+		t.Parallel()
+		var busy atomic.Bool
+		busy.Store(true)
+		mostWhileBusy := -1
+		p := run(t, &busy, time.Hour, time.Now(), 12, func(p *phase) {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if busy.Load() && p.ran >= 4 {
+				// Four ran one at a time; let the rest go.
+				mostWhileBusy = p.most
+				p.most = 0
+				busy.Store(false)
+			}
+		})
+		if mostWhileBusy != 1 {
+			t.Errorf("%d jobs ran at once while busy, want 1", mostWhileBusy)
+		}
+		if p.most < 2 {
+			t.Errorf("at most %d jobs ran at once after busy ended, want the kind's limit back", p.most)
+		}
+		if p.most > 4 {
+			t.Errorf("%d jobs ran at once, kind limit 4", p.most)
+		}
+	})
+	t.Run("overdue jobs stop yielding", func(t *testing.T) {
+		t.Parallel()
+		var busy atomic.Bool
+		busy.Store(true)
+		p := run(t, &busy, time.Minute, time.Now().Add(-time.Hour), 8, nil)
+		if p.most < 2 {
+			t.Errorf("jobs due an hour ago (max lag 1m) ran %d at a time while busy, want more than 1", p.most)
+		}
+	})
 }

@@ -72,6 +72,9 @@ type Options struct {
 	// sends many workers but keeps the evaluation of incoming records,
 	// which competes with the webhooks for CPU and the writer, to a few.
 	Limits map[string]int
+	// Yields makes jobs of a kind give way to more urgent work while it
+	// lasts (see Yield).
+	Yields map[string]Yield
 	// Batch is how many jobs one claim takes (default 64).
 	Batch int
 	// Backoff is the delay before retry number attempt (1-based); default
@@ -79,6 +82,35 @@ type Options struct {
 	Backoff func(attempt int) time.Duration
 	// OnFinish, when set, is told every outcome (metrics).
 	OnFinish func(job storage.Job, state storage.JobState, lag time.Duration)
+}
+
+// Yield is how jobs of one kind give way while Busy reports true: at most
+// Limit of them then start at once, and the others wait until Busy turns
+// false, a slot frees up, or they have been due for MaxLag, after which
+// they run regardless, so giving way delays a job by a bounded time and
+// never starves it. A server lets the evaluation of stored records yield
+// to a burst of webhooks: both need the single writer and the CPU, a
+// webhook's sender is waiting for its answer (and retries after a
+// timeout), and an evaluation only decides what to send minutes or hours
+// later.
+type Yield struct {
+	// Busy reports whether the more urgent work is under way.
+	Busy func() bool
+	// Limit is how many jobs of the kind run at once while Busy (min 1).
+	Limit int
+	// MaxLag is how long after its due time a job stops yielding
+	// (default 1 minute).
+	MaxLag time.Duration
+	// Recheck is how often a waiting job looks at Busy again (default
+	// 10 ms); waiting jobs also start at once when a running one ends.
+	Recheck time.Duration
+}
+
+// yielder is a Yield with its slots.
+type yielder struct {
+	Yield
+	slots chan struct{}
+	freed chan struct{} // a slot was given back (buffered, 1)
 }
 
 // Scheduler dispatches due jobs to handlers by kind.
@@ -89,6 +121,7 @@ type Scheduler struct {
 	handlers map[string]HandlerFunc
 	starts   []func(context.Context) error
 	limits   map[string]chan struct{} // per-kind semaphores from Options.Limits; fixed at New
+	yields   map[string]*yielder      // from Options.Yields; fixed at New
 	wake     chan struct{}
 	running  chan struct{} // closed once Run has recovered jobs and started
 	once     sync.Once
@@ -117,10 +150,25 @@ func New(store storage.Jobs, opts Options) *Scheduler {
 			limits[kind] = make(chan struct{}, n)
 		}
 	}
+	yields := map[string]*yielder{}
+	for kind, y := range opts.Yields {
+		if y.Busy == nil {
+			continue
+		}
+		y.Limit = max(y.Limit, 1)
+		if y.MaxLag <= 0 {
+			y.MaxLag = time.Minute
+		}
+		if y.Recheck <= 0 {
+			y.Recheck = 10 * time.Millisecond
+		}
+		yields[kind] = &yielder{Yield: y, slots: make(chan struct{}, y.Limit), freed: make(chan struct{}, 1)}
+	}
 	return &Scheduler{
 		store:    store,
 		opts:     opts,
 		limits:   limits,
+		yields:   yields,
 		handlers: map[string]HandlerFunc{},
 		wake:     make(chan struct{}, 1),
 		running:  make(chan struct{}),
@@ -248,6 +296,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 					limit <- struct{}{}
 					defer func() { <-limit }()
 				}
+				if y := s.yields[j.Kind]; y != nil {
+					defer y.wait(ctx, s.opts.Clock, j)()
+				}
 				s.run(context.WithoutCancel(ctx), j)
 			}(j)
 		}
@@ -273,6 +324,44 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 		if !sleep(ctx, wait, s.wake) {
 			return nil
+		}
+	}
+}
+
+// wait returns once j may run under y, and the function that gives its
+// slot back. At shutdown (ctx done) it stops yielding: the job is claimed
+// and runs like every other job in flight.
+func (y *yielder) wait(ctx context.Context, clk clock.Clock, j storage.Job) (release func()) {
+	var t *time.Timer
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
+	for {
+		if ctx.Err() != nil || !y.Busy() || clk.Now().Sub(j.DueAt) >= y.MaxLag {
+			return func() {}
+		}
+		select {
+		case y.slots <- struct{}{}:
+			return func() {
+				<-y.slots
+				select {
+				case y.freed <- struct{}{}:
+				default:
+				}
+			}
+		default:
+		}
+		if t == nil {
+			t = time.NewTimer(y.Recheck)
+		} else {
+			t.Reset(y.Recheck)
+		}
+		select {
+		case <-t.C:
+		case <-y.freed:
+		case <-ctx.Done():
 		}
 	}
 }

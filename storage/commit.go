@@ -43,7 +43,16 @@ type committer struct {
 	holding bool
 	grown   chan struct{}
 	stats   commitCounters
+	// busyUntil (unix ns) is when the last commit that saw webhooks
+	// queue behind it stops counting as ingest load (see IngestBusy).
+	busyUntil atomic.Int64
 }
+
+// ingestBusyFor is how long one commit that found holdMinIngests
+// webhooks queued behind it keeps IngestBusy true: long enough to span
+// the next few commits of a steady load, short enough that background
+// work gets its share back soon after a burst.
+const ingestBusyFor = 250 * time.Millisecond
 
 // fullGroup is the queue length at which a held group commits at once.
 const fullGroup = 64
@@ -116,6 +125,16 @@ func (c *commitCounters) record(writes int, pages int64, d time.Duration) {
 		i++
 	}
 	c.buckets[i].Add(1)
+}
+
+// IngestBusy reports whether webhooks are arriving faster than the store
+// commits them: a commit within the last ingestBusyFor found at least
+// holdMinIngests Appends queued behind it. Background work that competes
+// with them for the writer and the CPU (the evaluation of stored records)
+// uses it to give way during a burst; at a moderate load, where the
+// writer keeps up, it stays false.
+func (db *DB) IngestBusy() bool {
+	return time.Now().UnixNano() < db.commit.busyUntil.Load()
 }
 
 // CommitStats returns the group commit's running totals.
@@ -302,6 +321,9 @@ func (db *DB) commitCalls(calls []*commitCall) (arrived bool) {
 		db.commit.mu.Lock()
 		arrived = db.commit.ingests >= holdMinIngests
 		db.commit.mu.Unlock()
+		if arrived {
+			db.commit.busyUntil.Store(time.Now().Add(ingestBusyFor).UnixNano())
+		}
 		// Success, or a commit error every caller shares.
 		for _, c := range calls {
 			c.err <- err

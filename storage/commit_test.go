@@ -243,3 +243,60 @@ func TestHoldGroupOpen(t *testing.T) {
 		}
 	})
 }
+
+// TestIngestBusy checks the signal evaluation gives way by: true once a
+// commit found holdMinIngests Appends queued behind it, false for other
+// writes queued or a single Append, and false again ingestBusyFor later.
+func TestIngestBusy(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cases := []struct {
+		name     string
+		ingests  int
+		jobs     int
+		wantBusy bool
+	}{
+		{name: "webhooks queued behind a commit", ingests: 3, wantBusy: true},
+		{name: "one webhook behind a commit", ingests: 1},
+		{name: "scheduler writes behind a commit", jobs: 3},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			db, _ := openTestDB(t, Options{MaxBatchDelay: -1})
+			if db.IngestBusy() {
+				t.Fatal("busy before any write")
+			}
+			release := blockCommit(t, db)
+			var wg sync.WaitGroup
+			for i := range tc.ingests {
+				wg.Go(func() {
+					email := fmt.Sprintf("busy%d@example.com", i)
+					if _, err := db.Append(ctx, Ingest{Records: []behavior.Record{rec(fmt.Sprint("busy", i), behavior.ProductViewed, t0, email)}}); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			for range tc.jobs {
+				wg.Go(func() {
+					if _, err := db.EnqueueJobs(ctx, JobSpec{Kind: "k", DueAt: t0}); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			waitCommitState(t, db, "writes queued", func(g *committer) bool { return len(g.queue) == tc.ingests+tc.jobs })
+			release() // returns once the blocking write has committed
+			if got := db.IngestBusy(); got != tc.wantBusy {
+				t.Errorf("busy after the commit: %v, want %v", got, tc.wantBusy)
+			}
+			wg.Wait()
+			deadline := time.Now().Add(20 * time.Second)
+			for db.IngestBusy() {
+				if time.Now().After(deadline) {
+					t.Fatal("still busy 20 s after the last write")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+}
