@@ -129,9 +129,13 @@ func (s *Server) webhook(c *gin.Context) {
 	// An ignored topic is still persisted (raw, when the store keeps raw
 	// deliveries) before the 200: a later nudge version may use it, and
 	// "200 means stored" holds for every acknowledged delivery.
+	id := deliveryID(key, body)
+	if len(recs) > 0 {
+		id = storage.TimeOrderedDeliveryID(now, id)
+	}
 	in := storage.Ingest{
 		Delivery: &storage.Delivery{
-			ID:     deliveryID(key, body),
+			ID:     id,
 			Source: source, Store: store, Topic: topic, ReceivedAt: now, Body: body,
 		},
 		Records: recs,

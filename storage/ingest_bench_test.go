@@ -86,7 +86,7 @@ func BenchmarkAppendShopifyOrder64(b *testing.B) {
 			r.Refs["order_id"] = order
 			r.ReceivedAt = time.Now()
 			_, err := db.Append(ctx, Ingest{
-				Delivery: &Delivery{ID: benchDeliveryID(body), Source: "shopify", Store: "main", Topic: "orders/create", ReceivedAt: r.ReceivedAt, Body: body},
+				Delivery: &Delivery{ID: TimeOrderedDeliveryID(r.ReceivedAt, benchDeliveryID(body)), Source: "shopify", Store: "main", Topic: "orders/create", ReceivedAt: r.ReceivedAt, Body: body},
 				Records:  []behavior.Record{r},
 			})
 			if err != nil {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -560,5 +561,30 @@ func TestEvaluateSinceSkipsOldRecords(t *testing.T) {
 	}
 	if len(jobs) != 1 || !strings.Contains(string(jobs[0].Payload), `"recent"`) {
 		t.Fatalf("evaluate jobs: %+v, want one for the recent record", jobs)
+	}
+}
+
+// TimeOrderedDeliveryID: ids of later deliveries sort after earlier ones
+// (so they append at the deliveries bucket's end), keep a content id's
+// shape, and differ for different content at the same instant.
+func TestTimeOrderedDeliveryID(t *testing.T) {
+	a := behavior.DeriveID("delivery", "shopify/main", "a")
+	b := behavior.DeriveID("delivery", "shopify/main", "b")
+	ids := []string{
+		TimeOrderedDeliveryID(t0, b),
+		TimeOrderedDeliveryID(t0.Add(time.Nanosecond), a),
+		TimeOrderedDeliveryID(t0.Add(time.Millisecond), b),
+		TimeOrderedDeliveryID(t0.Add(48*time.Hour), a),
+	}
+	if !slices.IsSorted(ids) {
+		t.Errorf("ids not in arrival order: %v", ids)
+	}
+	for _, id := range ids {
+		if len(id) != len(a) || strings.Trim(id, "0123456789abcdef") != "" {
+			t.Errorf("id %q is not %d hex digits", id, len(a))
+		}
+	}
+	if TimeOrderedDeliveryID(t0, a) == TimeOrderedDeliveryID(t0, b) {
+		t.Error("different content at one instant got one id")
 	}
 }
