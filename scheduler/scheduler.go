@@ -297,7 +297,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 					defer func() { <-limit }()
 				}
 				if y := s.yields[j.Kind]; y != nil {
-					defer y.wait(ctx, s.opts.Clock, j)()
+					defer y.wait(ctx, s.opts.Clock, j)() // waits now; gives the slot back when the job ends
 				}
 				s.run(context.WithoutCancel(ctx), j)
 			}(j)

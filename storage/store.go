@@ -81,13 +81,7 @@ type Delivery struct {
 // without records (an ignored topic) keeps its content id, which is what
 // dedupes its redeliveries.
 func TimeOrderedDeliveryID(receivedAt time.Time, contentID string) string {
-	var k [8]byte
-	ns := receivedAt.UnixNano()
-	for i := 7; i >= 0; i-- {
-		k[i] = byte(ns)
-		ns >>= 8
-	}
-	return hex.EncodeToString(k[:]) + contentID[:min(len(contentID), 16)]
+	return hex.EncodeToString(timeKey(receivedAt)) + contentID[:min(len(contentID), 16)]
 }
 
 // Ingest is one atomic write from a connector: the raw delivery (optional)
