@@ -121,25 +121,7 @@ func TestLimitsCapAKindsConcurrency(t *testing.T) {
 	if _, err := s.Enqueue(ctx, specs...); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		mu.Lock()
-		n := ran
-		mu.Unlock()
-		if n == 24 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of 24 jobs ran", n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	runUntilDone(t, s, 24, func() int { mu.Lock(); defer mu.Unlock(); return ran }, nil)
 	if most["slow"] > 2 {
 		t.Errorf("%d slow jobs ran at once, limit 2", most["slow"])
 	}
@@ -186,28 +168,11 @@ func TestYieldGivesWayWhileBusy(t *testing.T) {
 		if _, err := s.Enqueue(ctx, specs...); err != nil {
 			t.Fatal(err)
 		}
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			p.mu.Lock()
-			ran := p.ran
-			p.mu.Unlock()
-			if flip != nil {
-				flip(p)
-			}
-			if ran == n {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("only %d of %d jobs ran", ran, n)
-			}
-			time.Sleep(5 * time.Millisecond)
+		var tick func()
+		if flip != nil {
+			tick = func() { flip(p) }
 		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
+		runUntilDone(t, s, n, func() int { p.mu.Lock(); defer p.mu.Unlock(); return p.ran }, tick)
 		return p
 	}
 
@@ -245,4 +210,28 @@ func TestYieldGivesWayWhileBusy(t *testing.T) {
 			t.Errorf("jobs due an hour ago (max lag 1m) ran %d at a time while busy, want more than 1", p.most)
 		}
 	})
+}
+
+// runUntilDone runs s until ran reports n jobs done, calling tick (when
+// set) at each look, then stops it.
+func runUntilDone(t *testing.T, s *scheduler.Scheduler, n int, ran func() int, tick func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for got := ran(); got != n; got = ran() {
+		if tick != nil {
+			tick()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d jobs ran", got, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }
