@@ -189,10 +189,16 @@ func stepJob(j *storage.Journey, step int, due time.Time) storage.JobSpec {
 	return storage.JobSpec{Kind: JobStep, UniqueKey: StepKey(j.ID, step), Payload: payload, DueAt: due}
 }
 
-// JourneyID is the id of the journey a trigger record starts for a
-// profile in a rule; deterministic, so a replayed evaluation finds it.
-func JourneyID(ruleID, profileID, recordID string) string {
-	return behavior.DeriveID("journey", ruleID, profileID, recordID)
+// JourneyID is the id of the journey a trigger record occurring at at
+// starts for a profile in a rule: deterministic, so a replayed evaluation
+// finds it, and ordered by at (behavior.DeriveOrderedID). A step falls due
+// a wait after its journey's start, so the journeys whose steps fall due
+// together were mostly started together: with ordered ids the journeys,
+// sends and email_sent records one batch of due steps writes share a few
+// pages of the store, where hashed ids dirtied a page each (bench/sched:
+// 13 → 7 pages and 2,800 → 4,900 steps/s).
+func JourneyID(ruleID, profileID, recordID string, at time.Time) string {
+	return behavior.DeriveOrderedID(at, "journey", ruleID, profileID, recordID)
 }
 
 // Evaluate matches one stored record: it ends the profile's journeys the
@@ -508,7 +514,7 @@ const (
 // no journey to write. Decisions are stamped with the record's time, so a
 // replayed evaluation's decisions dedupe in the store.
 func (e *Engine) maybeStart(ctx context.Context, r *rules.Rule, rec *behavior.Record, prof storage.Profile, journeys []storage.Journey, now time.Time, env func() *rules.Env) (storage.Decision, *storage.JourneyStart, bool) {
-	id := JourneyID(r.ID, prof.ID, rec.ID)
+	id := JourneyID(r.ID, prof.ID, rec.ID, rec.At)
 	decide := func(started bool, reason string) (storage.Decision, *storage.JourneyStart, bool) {
 		d := storage.Decision{At: rec.At, Rule: r.ID, RecordID: rec.ID, Started: started, Reason: reason}
 		if started {
@@ -522,10 +528,14 @@ func (e *Engine) maybeStart(ctx context.Context, r *rules.Rule, rec *behavior.Re
 		if j.Rule != r.ID {
 			continue
 		}
-		if j.ID == id {
+		if j.ID == id || j.TriggerRecord == rec.ID {
 			// A replayed evaluation: this record already started it. The
 			// decision is written again in case the crash came between
-			// the journey and its decision; the store dedupes it.
+			// the journey and its decision; the store dedupes it. The
+			// trigger record also finds a journey whose id was made
+			// before ids were ordered by time (or before the profile it
+			// belongs to absorbed another in a merge).
+			id = j.ID
 			reason := ReasonStarted
 			if j.Holdout {
 				reason = ReasonHoldout

@@ -101,7 +101,7 @@ func TestJourneyLifecycleAndExplain(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, js, 1)
 	j := js[0]
-	require.Equal(t, journey.JourneyID("two-step", pid, "c1"), j.ID)
+	require.Equal(t, journey.JourneyID("two-step", pid, "c1", t0), j.ID)
 	require.Equal(t, storage.JourneyCompleted, j.Status)
 	require.Equal(t, []string{"0:started", "1:scheduled", "1:queued", "2:scheduled", "2:queued", "2:completed"}, actions(j))
 	require.Equal(t, t0.Add(2*time.Hour), j.Trace[4].At, "step 2 runs 1h after step 1 ran")

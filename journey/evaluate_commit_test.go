@@ -99,3 +99,31 @@ func TestEvaluationCommitsWithItsJob(t *testing.T) {
 	require.Len(t, js, 1)
 	require.Equal(t, 2, jobs()[storage.JobCompleted], "%v", jobs())
 }
+
+// TestReplayFindsJourneyOfHashedID checks that a record which started a
+// journey before journey ids were ordered by time (a hashed id, stored by
+// an earlier version) does not start it again when evaluated once more:
+// the replay is recognised by its trigger record, not only by its id.
+func TestReplayFindsJourneyOfHashedID(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	h := newHarness(t, ruleSet(t, twoStep), config.Policies{})
+	require.NoError(t, h.Ingest(ctx, checkout("c1", "ann@example.com", t0)))
+	pid := profileID(t, h, "ann@example.com")
+	old := storage.Journey{
+		ID: behavior.DeriveID("journey", "two-step", pid, "c1"), Rule: "two-step", ProfileID: pid, TriggerRecord: "c1",
+		Step: 1, Status: storage.JourneyWaiting, StartedAt: t0, DueAt: t0.Add(time.Hour), UpdatedAt: t0,
+	}
+	require.NotEqual(t, journey.JourneyID("two-step", pid, "c1", t0), old.ID)
+	require.NoError(t, h.Store.PutJourney(ctx, old))
+
+	require.NoError(t, h.Engine.Evaluate(ctx, "c1", pid))
+	js, err := h.Store.JourneysByProfile(ctx, pid)
+	require.NoError(t, err)
+	require.Len(t, js, 1, "the record already started its journey")
+	require.Equal(t, old.ID, js[0].ID)
+	ds, err := h.Store.Decisions(ctx, pid)
+	require.NoError(t, err)
+	require.NotEmpty(t, ds)
+	require.Equal(t, old.ID, ds[len(ds)-1].JourneyID, "the decision names the stored journey")
+}

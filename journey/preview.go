@@ -43,7 +43,7 @@ func (e *Engine) PreviewStep(ctx context.Context, ruleID string, p storage.Profi
 		data[f.Key] = v
 	}
 	j := storage.Journey{
-		ID: JourneyID(r.ID, p.ID, trig.ID), Rule: r.ID, ProfileID: p.ID, TriggerRecord: trig.ID,
+		ID: JourneyID(r.ID, p.ID, trig.ID, trig.At), Rule: r.ID, ProfileID: p.ID, TriggerRecord: trig.ID,
 		Step: n, Status: storage.JourneyWaiting, StartedAt: trig.At,
 	}
 	return dispatch.StepSend{

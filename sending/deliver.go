@@ -246,10 +246,18 @@ func (d *Dispatcher) recordSent(ctx context.Context, s storage.Send) error {
 	return nil
 }
 
+// SentRecordID is the id of the email_sent record of send sendID:
+// derived from it, so recording a send twice stores it once, and led by
+// the send id's first half, so the records of sends made together sort
+// together (see SendID).
+func SentRecordID(sendID string) string {
+	return behavior.FollowID(sendID, string(behavior.EmailSent), sendID)
+}
+
 // sentRecord is the email_sent record of a send that went out.
 func sentRecord(s storage.Send) behavior.Record {
 	r := behavior.Record{
-		ID:     behavior.DeriveID(string(behavior.EmailSent), s.ID),
+		ID:     SentRecordID(s.ID),
 		Kind:   behavior.EmailSent,
 		Source: "nudge",
 		At:     s.SentAt,

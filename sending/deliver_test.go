@@ -83,7 +83,7 @@ func TestSendDeliversAndRecordsEmailSent(t *testing.T) {
 	assert.True(t, s.SentAt.Equal(t0), "sent at %v", s.SentAt)
 	assert.Equal(t, 1, s.Attempts)
 
-	rec, err := h.db.Record(h.ctx, behavior.DeriveID("email_sent", id))
+	rec, err := h.db.Record(h.ctx, SentRecordID(id))
 	require.NoError(t, err)
 	assert.Equal(t, behavior.EmailSent, rec.Kind)
 	assert.Equal(t, id, rec.Ref(behavior.RefSendID))
@@ -182,7 +182,7 @@ func TestPermanentRejectionGoesToDead(t *testing.T) {
 	h.clk.Advance(24 * time.Hour)
 	h.runDue()
 	assert.Equal(t, 1, h.sg.count(), "a dead send is not retried")
-	_, err = h.db.Record(h.ctx, behavior.DeriveID("email_sent", id))
+	_, err = h.db.Record(h.ctx, SentRecordID(id))
 	assert.ErrorIs(t, err, storage.ErrNotFound)
 
 	// The admin retries it: one more request, now accepted.
@@ -311,4 +311,32 @@ func TestUnrenderableStepIsSkippedAndVisible(t *testing.T) {
 	s.Journey.ID, s.Send.Provider = "j2", "nope"
 	s.Send.Template = "d-1"
 	assert.Contains(t, h.dispatch(s).Reason, `no sender for provider "nope"`)
+}
+
+// TestIDsFollowTheirJourney checks that a step's send and its email_sent
+// record sort with their journey (led by the journey id's first half) and
+// stay distinct per step and per journey.
+func TestIDsFollowTheirJourney(t *testing.T) {
+	start := time.Date(2026, 11, 29, 1, 0, 0, 0, time.UTC)
+	j1 := behavior.DeriveOrderedID(start, "journey", "r", "p1", "x1")
+	j2 := behavior.DeriveOrderedID(start.Add(time.Second), "journey", "r", "p2", "x2")
+	tests := []struct {
+		journey string
+		step    int
+	}{{j1, 1}, {j1, 2}, {j2, 1}, {"j1", 1}, {"j-ann@example.com/x", 1}}
+	seen := map[string]bool{}
+	for _, tc := range tests {
+		send := SendID(tc.journey, tc.step)
+		rec := SentRecordID(send)
+		assert.Regexp(t, `^[0-9a-f]{32}$`, send)
+		assert.Regexp(t, `^[0-9a-f]{32}$`, rec)
+		if tc.journey == j1 || tc.journey == j2 {
+			assert.Equal(t, tc.journey[:16], send[:16], "send of %s step %d", tc.journey, tc.step)
+			assert.Equal(t, send[:16], rec[:16], "email_sent of %s", send)
+		}
+		assert.Equal(t, send, SendID(tc.journey, tc.step), "deterministic")
+		assert.False(t, seen[send] || seen[rec], "ids repeat")
+		seen[send], seen[rec] = true, true
+	}
+	assert.Less(t, SendID(j1, 2), SendID(j2, 1), "sends sort as their journeys started")
 }

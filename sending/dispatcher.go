@@ -180,9 +180,12 @@ func New(store storage.Store, senders map[string]connectors.Sender, opts Options
 }
 
 // SendID is the outbox id of a journey step: deterministic, so a retried
-// Dispatch never creates a second entry.
+// Dispatch never creates a second entry, and led by the journey id's first
+// half (its start time, see journey.JourneyID; behavior.FollowID), so the
+// sends of journeys started together, whose steps fall due together, share
+// pages of the store instead of dirtying one each.
 func SendID(journeyID string, step int) string {
-	return behavior.DeriveID("send", journeyID, strconv.Itoa(step))
+	return behavior.FollowID(journeyID, "send", journeyID, strconv.Itoa(step))
 }
 
 // sendPayload is a JobSend job's payload.

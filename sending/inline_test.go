@@ -48,7 +48,7 @@ func TestPlanThenDeliverSendsOnceWithItsRecord(t *testing.T) {
 	assert.Equal(t, 1, got.Attempts)
 	assert.True(t, got.SentAt.Equal(t0), "sent at %v", got.SentAt)
 	assert.True(t, got.CreatedAt.Equal(s.CreatedAt), "created at moved: %v → %v", s.CreatedAt, got.CreatedAt)
-	rec, err := h.db.Record(h.ctx, behavior.DeriveID("email_sent", s.ID))
+	rec, err := h.db.Record(h.ctx, SentRecordID(s.ID))
 	require.NoError(t, err)
 	assert.Equal(t, "sg-msg-1", rec.Ref(behavior.RefMessageID))
 	byProvider, err := h.db.SendByProviderMessageID(h.ctx, "sg-msg-1")
@@ -96,7 +96,7 @@ func TestInlineRateLimitIsRetriedByAJobAfterRetryAfter(t *testing.T) {
 	got = h.send(s.ID)
 	assert.Equal(t, storage.SendSent, got.Status)
 	assert.Equal(t, 2, got.Attempts)
-	_, err := h.db.Record(h.ctx, behavior.DeriveID("email_sent", s.ID))
+	_, err := h.db.Record(h.ctx, SentRecordID(s.ID))
 	require.NoError(t, err)
 }
 
@@ -111,7 +111,7 @@ func TestInlinePermanentRejectionGoesToDead(t *testing.T) {
 	h.clk.Advance(24 * time.Hour)
 	h.runDue()
 	assert.Equal(t, 1, h.sg.count(), "a dead send is not retried")
-	_, err := h.db.Record(h.ctx, behavior.DeriveID("email_sent", s.ID))
+	_, err := h.db.Record(h.ctx, SentRecordID(s.ID))
 	assert.ErrorIs(t, err, storage.ErrNotFound)
 }
 
@@ -154,7 +154,7 @@ func TestDeliverEvaluatesEmailSentOnlyWhenARuleReacts(t *testing.T) {
 		require.NoError(t, h.d.Deliver(h.ctx, s, evaluate))
 		after, err := h.db.CountJobs(h.ctx)
 		require.NoError(t, err)
-		_, err = h.db.Record(h.ctx, behavior.DeriveID("email_sent", s.ID))
+		_, err = h.db.Record(h.ctx, SentRecordID(s.ID))
 		require.NoError(t, err, "the record is stored either way")
 		want := 0
 		if evaluate {

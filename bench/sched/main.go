@@ -109,10 +109,13 @@ storage: { max_batch_delay: %s }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Serve(ctx, "127.0.0.1:0") }()
+	// Checkouts a millisecond apart, as a shop's arrive (never two at the
+	// same instant): journeys start, and their steps fall due, in the
+	// order of the checkouts.
 	var body bytes.Buffer
 	for i := range n {
 		fmt.Fprintf(&body, `{"id":"sb-%d","kind":"checkout_started","source":"bench","store":"main","at":%q,"email":"sb%d@example.com","value":5000,"currency":"USD"}`+"\n",
-			i, past.Add(-time.Minute).Format(time.RFC3339Nano), i)
+			i, past.Add(-time.Minute+time.Duration(i)*time.Millisecond).Format(time.RFC3339Nano), i)
 	}
 	req := httptest.NewRequest(http.MethodPost, "/api/v1/import", &body)
 	req.Header.Set("Authorization", "Bearer "+cfg.Admin.Token)
