@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -243,5 +244,55 @@ func TestListSendsAndSendsByProfile(t *testing.T) {
 	dead, _ := db.ListSends(ctx, SendDead, 0)
 	if g := ids(dead); !slices.Equal(g, []string{"b", "d", "c", "a"}) {
 		t.Errorf("after update dead = %v", g)
+	}
+}
+
+// TestSendMessageStoredInline checks that a send's message is stored as
+// inline JSON (not base64, a third larger), that sends stored with the
+// base64 form still read back, and that bytes that are not JSON survive.
+func TestSendMessageStoredInline(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openOutboxDB(t)
+	msg := `{"subject":"Your cart","to":{"email":"ann@example.com"}}`
+	tests := []struct {
+		name   string
+		stored string // the send as the store holds it; empty: CreateSend writes it
+		msg    []byte
+		inline bool
+	}{
+		{name: "new send", msg: []byte(msg), inline: true},
+		{name: "no message", msg: nil},
+		{name: "not JSON", msg: []byte("\x00not json"), inline: false},
+		{name: "stored as base64 by an earlier version", msg: []byte(msg),
+			stored: `{"id":"%s","profile_id":"p1","status":"sent","message":"eyJzdWJqZWN0IjoiWW91ciBjYXJ0IiwidG8iOnsiZW1haWwiOiJhbm5AZXhhbXBsZS5jb20ifX0=","created_at":"2026-03-01T12:00:00Z","updated_at":"2026-03-01T12:00:00Z"}`},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			id := fmt.Sprintf("s%d", i)
+			if tc.stored == "" {
+				if _, _, err := db.CreateSend(ctx, Send{ID: id, ProfileID: "p1", Status: SendPending, Message: tc.msg}); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := db.bolt.Update(func(tx *bolt.Tx) error {
+				return tx.Bucket(bucketSends).Put([]byte(id), fmt.Appendf(nil, tc.stored, id))
+			}); err != nil {
+				t.Fatal(err)
+			}
+			var raw []byte
+			_ = db.bolt.View(func(tx *bolt.Tx) error {
+				raw = bytes.Clone(tx.Bucket(bucketSends).Get([]byte(id)))
+				return nil
+			})
+			if got := bytes.Contains(raw, []byte(`"message":{`)); got != tc.inline {
+				t.Errorf("message inline = %v, want %v: %s", got, tc.inline, raw)
+			}
+			s, err := db.Send(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(s.Message, tc.msg) {
+				t.Errorf("message read back as %q, want %q", s.Message, tc.msg)
+			}
+		})
 	}
 }

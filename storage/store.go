@@ -10,7 +10,9 @@ package storage
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -409,7 +411,7 @@ type Send struct {
 	Status            string            `json:"status"`
 	Reason            string            `json:"reason,omitempty"`
 	Priority          int               `json:"priority,omitempty"`
-	Message           []byte            `json:"message,omitempty"` // the rendered message, as JSON
+	Message           MessageJSON       `json:"message,omitempty"` // the rendered message
 	ProviderMessageID string            `json:"provider_message_id,omitempty"`
 	Attempts          int               `json:"attempts"`
 	LastError         string            `json:"last_error,omitempty"`
@@ -418,6 +420,42 @@ type Send struct {
 	CreatedAt         time.Time         `json:"created_at"`
 	UpdatedAt         time.Time         `json:"updated_at"`
 	SentAt            time.Time         `json:"sent_at,omitzero"`
+}
+
+// MessageJSON is a rendered message as JSON, kept in a send as it is:
+// inline JSON in the store and in the API. As a plain []byte it was
+// base64-encoded, a third larger, in a value written twice per step (sent
+// as "sending", then as "sent"). Sends stored that way still decode.
+type MessageJSON []byte
+
+// MarshalJSON writes m as it is, or as base64 (what UnmarshalJSON reads
+// back to the same bytes) should it not be valid JSON.
+func (m MessageJSON) MarshalJSON() ([]byte, error) {
+	if len(m) == 0 {
+		return []byte("null"), nil
+	}
+	if !json.Valid(m) {
+		return json.Marshal([]byte(m))
+	}
+	return m, nil
+}
+
+// UnmarshalJSON reads inline JSON, or a base64 string as the store held
+// sends before MessageJSON.
+func (m *MessageJSON) UnmarshalJSON(b []byte) error {
+	switch {
+	case string(b) == "null":
+		*m = nil
+	case len(b) > 0 && b[0] == '"':
+		var raw []byte
+		if err := json.Unmarshal(b, &raw); err != nil {
+			return fmt.Errorf("send message: %w", err)
+		}
+		*m = raw
+	default:
+		*m = append((*m)[:0], b...)
+	}
+	return nil
 }
 
 // Outbox holds sends.
