@@ -14,9 +14,9 @@ package journey
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	json "github.com/goccy/go-json"
 	"log/slog"
 	"slices"
 	"strconv"

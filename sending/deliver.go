@@ -2,9 +2,9 @@ package sending
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	json "github.com/goccy/go-json"
 	"math/rand/v2"
 	"strconv"
 	"time"

@@ -3,9 +3,9 @@ package storage
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
+	json "github.com/goccy/go-json"
 	"log/slog"
 	"os"
 	"path/filepath"

@@ -3,8 +3,8 @@ package storage
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
+	json "github.com/goccy/go-json"
 	"sort"
 	"time"
 
