@@ -88,6 +88,8 @@ func FuzzCodecMatchesEncodingJSON(f *testing.F) {
 	f.Add("Mug <b>&</b>", "query", int64(1299), 1.5)
 	f.Add("\xff\xfe", "\u2028\u2029", int64(-1), 1e21)
 	f.Add("", "\x00", int64(math.MaxInt64), math.SmallestNonzeroFloat64)
+	f.Add("nan", "", int64(0), math.NaN()) // both must refuse it
+	f.Add("inf", "", int64(math.MinInt64), math.Inf(-1))
 	f.Fuzz(func(t *testing.T, s1, s2 string, n int64, x float64) {
 		r := behavior.Record{
 			ID: s1, Kind: behavior.Kind(s2), At: time.Unix(0, n%(1<<62)).UTC(), Email: s2, Value: n, Seconds: x,
