@@ -58,7 +58,7 @@ func TestCodecMatchesEncodingJSON(t *testing.T) {
 		},
 		Query: "tea\x00cup", Seconds: 12.5,
 		Refs:  map[string]string{"z": "1", "a": "2", "é": "3"},
-		Attrs: map[string]any{"n": 1e21, "small": 1e-7, "neg": -0.0, "list": []any{"a", 1.5, true, nil}, "obj": map[string]any{"k": "v"}},
+		Attrs: map[string]any{"n": 1e21, "small": 1e-7, "neg": math.Copysign(0, -1), "list": []any{"a", 1.5, true, nil}, "obj": map[string]any{"k": "v"}},
 	}
 	tests := []struct {
 		name string
