@@ -222,7 +222,11 @@ func deleteRecordTx(tx *bolt.Tx, sr storedRecord) error {
 	if err := tx.Bucket(bucketRecords).Delete([]byte(sr.R.ID)); err != nil {
 		return err
 	}
-	if err := tx.Bucket(bucketRecByTime).Delete(recByTimeKey(sr.R.At, sr.R.ID)); err != nil {
+	byTime := tx.Bucket(bucketRecByTime)
+	if err := byTime.Delete(recByTimeKey(sr.R.At, sr.R.ReceivedAt, sr.R.ID)); err != nil {
+		return err
+	}
+	if err := byTime.Delete(legacyRecByTimeKey(sr.R.At, sr.R.ID)); err != nil {
 		return err
 	}
 	if sr.D != "" {

@@ -77,16 +77,17 @@ func (db *DB) pruneRecords(ctx context.Context, cutoff time.Time) (int, error) {
 		err := db.view(ctx, func(tx *bolt.Tx) error {
 			records := tx.Bucket(bucketRecords)
 			c := tx.Bucket(bucketRecByTime).Cursor()
-			k, _ := c.First()
+			k, v := c.First()
 			if from != nil {
-				k, _ = c.Seek(from)
+				k, v = c.Seek(from)
 			}
-			for looked := 0; k != nil && len(keys) < pruneChunk && looked < pruneScan; k, _ = c.Next() {
+			for looked := 0; k != nil && len(keys) < pruneChunk && looked < pruneScan; k, v = c.Next() {
 				if len(k) < 8 || bytes.Compare(k[:8], end) >= 0 {
 					break
 				}
 				looked++
-				if receivedBefore(records.Get(k[8:]), cutoff) {
+				id := recordIDOfTimeEntry(k, v)
+				if id == nil || receivedBefore(records.Get(id), cutoff) {
 					keys = append(keys, bytes.Clone(k))
 				}
 			}
@@ -142,7 +143,14 @@ func (db *DB) deleteRecordsByTime(ctx context.Context, keys [][]byte, cutoff tim
 		n = 0
 		byTime := tx.Bucket(bucketRecByTime)
 		for _, k := range keys {
-			sr, ok, err := getRecordTx(tx, k[8:])
+			id := recordIDOfTimeEntry(k, byTime.Get(k))
+			if id == nil {
+				if err := byTime.Delete(k); err != nil {
+					return err
+				}
+				continue
+			}
+			sr, ok, err := getRecordTx(tx, id)
 			if err != nil {
 				return err
 			}

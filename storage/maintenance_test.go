@@ -267,3 +267,91 @@ func TestStats(t *testing.T) {
 		t.Errorf("stats %+v, want %+v", s, want)
 	}
 }
+
+// TestRecByTimeLayouts checks the time index in both of its layouts: new
+// entries sort a second's records by arrival (sources stamp to the
+// second, and by id they landed on random leaves), entries written in the
+// old layout (occurred-at | id, no value) still scan, forget and prune.
+func TestRecByTimeLayouts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	db, _ := openTestDB(t, Options{Clock: clk})
+	// Four records stamped with the same second, arriving in the order
+	// of ids that do not sort that way.
+	ids := []string{"zz", "aa", "mm", "\x00bb"}
+	emails := []string{"ann@example.com", "bob@example.com", "cat@example.com", "dan@example.com"}
+	for i, id := range ids {
+		clk.Set(t0.Add(time.Duration(i) * time.Millisecond))
+		mustAppend(t, db, rec(id, behavior.CheckoutStarted, t0, emails[i]))
+	}
+	scanned := func() []string {
+		var got []string
+		if err := db.ScanRecords(ctx, time.Time{}, time.Time{}, func(r behavior.Record) error {
+			got = append(got, r.ID)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := fmt.Sprintf("%q", scanned()); got != fmt.Sprintf("%q", ids) {
+		t.Fatalf("a second's records scan as %s, want arrival order %q", got, ids)
+	}
+
+	// Rewrite two entries as an earlier version stored them.
+	if err := db.bolt.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRecByTime)
+		for i, id := range []string{"aa", "\x00bb"} {
+			received := t0.Add(time.Duration([]int{1, 3}[i]) * time.Millisecond)
+			if b.Get(recByTimeKey(t0, received, id)) == nil {
+				return fmt.Errorf("no entry for %q", id)
+			}
+			if err := b.Delete(recByTimeKey(t0, received, id)); err != nil {
+				return err
+			}
+			if err := b.Put(legacyRecByTimeKey(t0, id), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := scanned(); len(got) != 4 {
+		t.Fatalf("scan with both layouts finds %q", got)
+	}
+	entries := func() int {
+		n := 0
+		_ = db.bolt.View(func(tx *bolt.Tx) error {
+			n = tx.Bucket(bucketRecByTime).Stats().KeyN
+			return nil
+		})
+		return n
+	}
+
+	// Forget removes a legacy entry and a new one.
+	for _, email := range []string{"bob@example.com", "ann@example.com"} {
+		p, err := db.ProfileByIdentity(ctx, behavior.Identity{Type: behavior.IdentEmail, Value: email})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Forget(ctx, p.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// (Within the second a legacy entry sorts before new ones.)
+	if got, n := fmt.Sprintf("%q", scanned()), entries(); got != fmt.Sprintf("%q", []string{"\x00bb", "mm"}) || n != 2 {
+		t.Fatalf("after forget: scan %s, %d index entries", got, n)
+	}
+
+	// Prune removes the rest, of either layout.
+	clk.Set(t0.Add(48 * time.Hour))
+	pruned, err := db.Prune(ctx, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pruned != 2 || entries() != 0 || countRecords(t, db) != 0 {
+		t.Fatalf("pruned %d, %d index entries and %d records left", pruned, entries(), countRecords(t, db))
+	}
+}
