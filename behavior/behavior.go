@@ -5,6 +5,7 @@ package behavior
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"sort"
@@ -354,9 +355,7 @@ func OrderedID(at time.Time, hashed string) string {
 		ns = 0
 	}
 	var b [8]byte
-	for i := range b {
-		b[i] = byte(uint64(ns) >> (56 - 8*i))
-	}
+	binary.BigEndian.PutUint64(b[:], uint64(ns))
 	return hex.EncodeToString(b[:]) + hashed[:min(len(hashed), 16)]
 }
 

@@ -9,7 +9,6 @@ package storage
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -83,7 +82,7 @@ type Delivery struct {
 // without records (an ignored topic) keeps its content id, which is what
 // dedupes its redeliveries.
 func TimeOrderedDeliveryID(receivedAt time.Time, contentID string) string {
-	return hex.EncodeToString(timeKey(receivedAt)) + contentID[:min(len(contentID), 16)]
+	return behavior.OrderedID(receivedAt, contentID)
 }
 
 // Ingest is one atomic write from a connector: the raw delivery (optional)
