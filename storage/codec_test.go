@@ -76,6 +76,14 @@ func TestCodecMatchesEncodingJSON(t *testing.T) {
 		{"journey", Journey{ID: "j1", Rule: "r", StartedAt: at, Trace: []TraceEntry{{At: at, Step: 1, Action: "queued", Detail: "send s1"}}}},
 		{"job", Job{ID: math.MaxUint64, Kind: "step", Payload: []byte(`{"journey_id":"j1"}`), DueAt: at, State: JobRunning}},
 		{"decision", Decision{At: at, Rule: "r", RecordID: "x", Started: true, Reason: "started"}},
+		{"stored record", storedRecord{R: rec, P: "p1", D: "d1"}},
+		{"stored product (embedded Product)", storedProduct{
+			Product:      Product{ProductID: "p1", Title: "Tea & <Cups>", Price: 1299, Available: &avail, UpdatedAt: at, Unverified: true},
+			FromCatalog:  true,
+			VariantStock: map[string]int64{"v2": 3, "v1": -1}, LocationStock: map[string]int64{"v1@l1": 0},
+		}},
+		{"stored delivery (embedded Delivery)", storedDelivery{Delivery: Delivery{ID: "d1", Body: []byte("\x00\xff{")}, BodySeq: 7, BodyFmt: 1}},
+		{"suppression", Suppression{Email: "ann@example.com", Reason: "bounced", At: at}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { sameEncoding(t, tc.v) })
