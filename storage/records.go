@@ -382,15 +382,15 @@ func legacyRecByTimeKey(at time.Time, id string) []byte {
 	return append(timeKey(at), id...)
 }
 
-// timeEntryV1 is the value of a rec_by_time entry keyed by recByTimeKey;
-// legacy entries have none. A record id may hold any byte, so the layout
-// cannot be told from the key.
-var timeEntryV1 = []byte{1}
+// timeEntryV1 is the one-byte value of a rec_by_time entry keyed by
+// recByTimeKey; legacy entries have none. A record id may hold any byte,
+// so the layout cannot be told from the key.
+const timeEntryV1 byte = 1
 
 // recordIDOfTimeEntry is the id of the record a rec_by_time entry (key k,
 // value v) indexes, in either layout; nil for a malformed entry.
 func recordIDOfTimeEntry(k, v []byte) []byte {
-	if bytes.Equal(v, timeEntryV1) {
+	if len(v) == 1 && v[0] == timeEntryV1 {
 		if len(k) <= 16 {
 			return nil
 		}
@@ -426,7 +426,7 @@ func putRecordTx(tx *bolt.Tx, r behavior.Record, encoded []byte, pid, deliveryID
 	if err := tx.Bucket(bucketRecords).Put([]byte(r.ID), val); err != nil {
 		return fmt.Errorf("put record: %w", err)
 	}
-	if err := tx.Bucket(bucketRecByTime).Put(recByTimeKey(r.At, r.ReceivedAt, r.ID), timeEntryV1); err != nil {
+	if err := tx.Bucket(bucketRecByTime).Put(recByTimeKey(r.At, r.ReceivedAt, r.ID), []byte{timeEntryV1}); err != nil {
 		return fmt.Errorf("index record by time: %w", err)
 	}
 	if pid != "" {
