@@ -36,7 +36,7 @@ func (db *DB) PutJourney(ctx context.Context, j Journey, jobs ...JobSpec) error 
 // putJourneyTx is PutJourney inside a caller's transaction; raw is j
 // encoded, outside the serial group commit.
 func (db *DB) putJourneyTx(tx *bolt.Tx, j Journey, raw []byte, jobs []JobSpec) error {
-	b := tx.Bucket(bucketJourneys)
+	b := appendBucket(tx, bucketJourneys)
 	byProfile := tx.Bucket(bucketJourneysByProfile)
 	byRule := tx.Bucket(bucketJourneysByRule)
 	// Only the indexed fields of the stored journey matter here; its

@@ -192,7 +192,7 @@ func putSendTx(tx *bolt.Tx, old *Send, s Send, raw []byte) error {
 			return fmt.Errorf("encode send %s: %w", s.ID, err)
 		}
 	}
-	if err := tx.Bucket(bucketSends).Put([]byte(s.ID), raw); err != nil {
+	if err := appendBucket(tx, bucketSends).Put([]byte(s.ID), raw); err != nil {
 		return err
 	}
 	if !keepProfile {

@@ -108,13 +108,32 @@ func getProfileTx(tx *bolt.Tx, id string) (Profile, error) {
 	return p, nil
 }
 
-// Profile returns a profile by id, following merges.
+// Profile returns a profile by id, following merges. It reads through
+// the decode memo and fills it: a due step reads its profile just before
+// the step's email_sent record updates it inside the single writer,
+// which then finds the profile decoded (bench/sched).
 func (db *DB) Profile(ctx context.Context, id string) (Profile, error) {
 	var p Profile
 	err := db.view(ctx, func(tx *bolt.Tx) error {
-		var err error
-		p, err = getProfileTx(tx, id)
-		return err
+		pid, ok := resolveProfileTx(tx, id)
+		if !ok {
+			return ErrNotFound
+		}
+		raw := tx.Bucket(bucketProfiles).Get([]byte(pid))
+		if raw == nil {
+			return ErrNotFound
+		}
+		if p, ok = db.profiles.get(pid, raw); ok {
+			return nil
+		}
+		p = Profile{}
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return fmt.Errorf("decode %s: %w", pid, err)
+		}
+		// The memo owns what it is given: raw is bbolt's (valid only in
+		// this transaction), p the caller's.
+		db.profiles.put(pid, bytes.Clone(raw), cloneProfile(p))
+		return nil
 	})
 	if err != nil {
 		return Profile{}, fmt.Errorf("storage: profile %q: %w", id, err)

@@ -38,83 +38,153 @@ type StepCommit struct {
 // CommitStep writes a StepCommit atomically. It returns the send as stored
 // and whether this call created it.
 func (db *DB) CommitStep(ctx context.Context, c StepCommit) (Send, bool, error) {
-	j := c.Journey
-	if j.ID == "" || j.Rule == "" || j.ProfileID == "" {
-		return Send{}, false, fmt.Errorf("storage: commit step of %q: %w: id, rule and profile are required", j.ID, ErrInvalid)
+	out, err := db.CommitSteps(ctx, []StepCommit{c})
+	if err != nil {
+		return Send{}, false, err
 	}
-	var send Send
-	var sendRaw []byte
-	if c.Send != nil {
-		send = *c.Send
-		if err := validSend(send); err != nil {
-			return Send{}, false, fmt.Errorf("storage: commit step of %s: %w", j.ID, err)
+	return out[0].Send, out[0].Created, nil
+}
+
+// StepResult is what CommitSteps did with one StepCommit.
+type StepResult struct {
+	// Send is the step's send as stored (zero without one).
+	Send Send
+	// Created says whether this call created Send.
+	Created bool
+}
+
+// CommitSteps writes many StepCommits in one transaction: all or none.
+// The scheduler hands due steps over in due order, and journeys, sends
+// and email_sent records of steps due together have neighbouring keys,
+// so one transaction for a batch dirties a few shared pages where one per
+// step dirtied a page of each bucket each (bench/sched). Two commits must
+// not name the same journey.
+func (db *DB) CommitSteps(ctx context.Context, cs []StepCommit) ([]StepResult, error) {
+	type encoded struct{ journey, send []byte }
+	enc := make([]encoded, len(cs))
+	sends := make([]Send, len(cs))
+	seen := make(map[string]bool, len(cs))
+	for i, c := range cs {
+		j := c.Journey
+		if j.ID == "" || j.Rule == "" || j.ProfileID == "" {
+			return nil, fmt.Errorf("storage: commit step of %q: %w: id, rule and profile are required", j.ID, ErrInvalid)
+		}
+		if seen[j.ID] {
+			return nil, fmt.Errorf("storage: commit step of %s: %w: the journey is in the batch twice", j.ID, ErrInvalid)
+		}
+		seen[j.ID] = true
+		if c.Send != nil {
+			sends[i] = *c.Send
+			if err := validSend(sends[i]); err != nil {
+				return nil, fmt.Errorf("storage: commit step of %s: %w", j.ID, err)
+			}
+			var err error
+			if enc[i].send, err = db.encodeNewSend(&sends[i]); err != nil {
+				return nil, fmt.Errorf("storage: commit step of %s: %w", j.ID, err)
+			}
 		}
 		var err error
-		if sendRaw, err = db.encodeNewSend(&send); err != nil {
-			return Send{}, false, fmt.Errorf("storage: commit step of %s: %w", j.ID, err)
+		if enc[i].journey, err = json.Marshal(j); err != nil {
+			return nil, fmt.Errorf("storage: commit step of %s: %w", j.ID, err)
 		}
 	}
-	journeyRaw, err := json.Marshal(j)
-	if err != nil {
-		return Send{}, false, fmt.Errorf("storage: commit step of %s: %w", j.ID, err)
-	}
-	var out Send
-	var created bool
-	err = db.batch(ctx, func(tx *bolt.Tx) error {
-		out, created = Send{}, false
-		if c.Send != nil {
-			var err error
-			if out, created, err = db.createSendTx(tx, send, sendRaw, nil); err != nil {
-				return fmt.Errorf("send: %w", err)
-			}
-			if created {
-				if _, err := db.enqueueJobsTx(tx, c.SendJobs); err != nil {
-					return fmt.Errorf("send jobs: %w", err)
+	out := make([]StepResult, len(cs))
+	err := db.batch(ctx, func(tx *bolt.Tx) error {
+		clear(out) // a retry of the group commit runs this again
+		for i, c := range cs {
+			if c.Send != nil {
+				var err error
+				if out[i].Send, out[i].Created, err = db.createSendTx(tx, sends[i], enc[i].send, nil); err != nil {
+					return fmt.Errorf("step of %s: send: %w", c.Journey.ID, err)
+				}
+				if out[i].Created {
+					if _, err := db.enqueueJobsTx(tx, c.SendJobs); err != nil {
+						return fmt.Errorf("step of %s: send jobs: %w", c.Journey.ID, err)
+					}
 				}
 			}
+			if err := db.putJourneyTx(tx, c.Journey, enc[i].journey, c.Jobs); err != nil {
+				return fmt.Errorf("step of %s: journey: %w", c.Journey.ID, err)
+			}
+			if err := db.completeJobTx(tx, c.CompleteJob); err != nil {
+				return fmt.Errorf("step of %s: %w", c.Journey.ID, err)
+			}
 		}
-		if err := db.putJourneyTx(tx, j, journeyRaw, c.Jobs); err != nil {
-			return fmt.Errorf("journey: %w", err)
-		}
-		return db.completeJobTx(tx, c.CompleteJob)
+		return nil
 	})
 	if err != nil {
-		return Send{}, false, fmt.Errorf("storage: commit step of %s: %w", j.ID, err)
+		if len(cs) == 1 {
+			return nil, fmt.Errorf("storage: commit step of %s: %w", cs[0].Journey.ID, err)
+		}
+		return nil, fmt.Errorf("storage: commit %d steps: %w", len(cs), err)
 	}
-	return out, created, nil
+	return out, nil
+}
+
+// SendFinish is one send's FinishSend, for FinishSends.
+type SendFinish struct {
+	// Send replaces the stored send with its id.
+	Send Send
+	// Ingest holds the send's email_sent record, when it went out.
+	Ingest Ingest
+	// Jobs are enqueued with it.
+	Jobs []JobSpec
 }
 
 // FinishSend replaces the send with s.ID, appends in (the email_sent
 // record of a send that went out) and enqueues jobs, in one transaction:
 // a send is never marked sent without its record, nor the other way round.
 func (db *DB) FinishSend(ctx context.Context, s Send, in Ingest, jobs ...JobSpec) error {
-	if err := validSend(s); err != nil {
-		return fmt.Errorf("storage: finish send: %w", err)
-	}
-	if in.Delivery != nil {
-		return fmt.Errorf("storage: finish send %s: %w: no raw delivery belongs to a send", s.ID, ErrInvalid)
-	}
-	p, err := db.prepareIngest(in)
-	if err != nil {
-		return fmt.Errorf("storage: finish send %s: %w", s.ID, err)
-	}
-	s.CreatedAt, s.UpdatedAt = s.CreatedAt.UTC(), s.UpdatedAt.UTC()
-	raw, err := json.Marshal(s)
-	if err != nil {
-		return fmt.Errorf("storage: finish send %s: %w", s.ID, err)
-	}
-	err = db.batch(ctx, func(tx *bolt.Tx) error {
-		if err := db.updateSendTx(tx, s, raw, jobs); err != nil {
-			return err
+	return db.FinishSends(ctx, []SendFinish{{Send: s, Ingest: in, Jobs: jobs}})
+}
+
+// FinishSends is FinishSend for many sends in one transaction: all or
+// none. It records a batch of deliveries (see CommitSteps).
+func (db *DB) FinishSends(ctx context.Context, fs []SendFinish) error {
+	name := func(i int) string {
+		if len(fs) == 1 {
+			return "send " + fs[i].Send.ID
 		}
-		if len(p.records) == 0 {
-			return nil
+		return fmt.Sprintf("%d sends: %s", len(fs), fs[i].Send.ID)
+	}
+	raws := make([][]byte, len(fs))
+	preps := make([]preparedIngest, len(fs))
+	for i := range fs {
+		s := &fs[i].Send
+		if err := validSend(*s); err != nil {
+			return fmt.Errorf("storage: finish %s: %w", name(i), err)
 		}
-		_, err := db.appendTx(tx, p)
-		return err
+		if fs[i].Ingest.Delivery != nil {
+			return fmt.Errorf("storage: finish %s: %w: no raw delivery belongs to a send", name(i), ErrInvalid)
+		}
+		var err error
+		if preps[i], err = db.prepareIngest(fs[i].Ingest); err != nil {
+			return fmt.Errorf("storage: finish %s: %w", name(i), err)
+		}
+		s.CreatedAt, s.UpdatedAt = s.CreatedAt.UTC(), s.UpdatedAt.UTC()
+		if raws[i], err = json.Marshal(*s); err != nil {
+			return fmt.Errorf("storage: finish %s: %w", name(i), err)
+		}
+	}
+	err := db.batch(ctx, func(tx *bolt.Tx) error {
+		for i, f := range fs {
+			if err := db.updateSendTx(tx, f.Send, raws[i], f.Jobs); err != nil {
+				return fmt.Errorf("send %s: %w", f.Send.ID, err)
+			}
+			if len(preps[i].records) == 0 {
+				continue
+			}
+			if _, err := db.appendTx(tx, preps[i]); err != nil {
+				return fmt.Errorf("send %s: %w", f.Send.ID, err)
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("storage: finish send %s: %w", s.ID, err)
+		if len(fs) == 1 {
+			return fmt.Errorf("storage: finish send %s: %w", fs[0].Send.ID, err)
+		}
+		return fmt.Errorf("storage: finish %d sends: %w", len(fs), err)
 	}
 	return nil
 }

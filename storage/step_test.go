@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -184,5 +185,123 @@ func TestCommitEvaluation(t *testing.T) {
 	}
 	if counts[JobScheduled] != 1 || counts[JobRunning] != 0 {
 		t.Errorf("jobs %v: want the step scheduled and nothing running", counts)
+	}
+}
+
+// TestCommitStepsIsOneTransaction: a batch of steps lands whole, with
+// each step's own created flag; one bad step (a job that is not running,
+// a journey named twice) leaves nothing of the batch behind.
+func TestCommitStepsIsOneTransaction(t *testing.T) {
+	ctx := context.Background()
+	db, clk := openOutboxDB(t)
+	var specs []JobSpec
+	for i := range 3 {
+		specs = append(specs, JobSpec{Kind: "step", UniqueKey: fmt.Sprintf("step:j%d:1", i), DueAt: clk.Now()})
+	}
+	if _, err := db.EnqueueJobs(ctx, specs...); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := db.ClaimDueJobs(ctx, clk.Now(), 3)
+	if err != nil || len(claimed) != 3 {
+		t.Fatalf("claim: %v %v", claimed, err)
+	}
+	commit := func(i int, job uint64) StepCommit {
+		id := fmt.Sprintf("j%d", i)
+		return StepCommit{
+			Journey:     Journey{ID: id, Rule: "cart", ProfileID: fmt.Sprintf("p%d", i), Step: 2, Status: JourneyWaiting},
+			Send:        &Send{ID: "s-" + id, JourneyID: id, Rule: "cart", Step: 1, ProfileID: fmt.Sprintf("p%d", i), Email: fmt.Sprintf("c%d@example.com", i), Status: SendSending, Attempts: 1},
+			CompleteJob: job,
+		}
+	}
+	// The first send exists already: a replayed step keeps it.
+	if _, _, err := db.CreateSend(ctx, *commit(0, 0).Send); err != nil {
+		t.Fatal(err)
+	}
+
+	bad := []StepCommit{commit(1, claimed[1].ID), commit(2, 999)}
+	if _, err := db.CommitSteps(ctx, bad); err == nil {
+		t.Fatal("a batch ending a job that does not run was committed")
+	}
+	twice := []StepCommit{commit(1, 0), commit(1, 0)}
+	if _, err := db.CommitSteps(ctx, twice); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a batch naming a journey twice = %v, want ErrInvalid", err)
+	}
+	for _, id := range []string{"j1", "j2"} {
+		if _, err := db.Journey(ctx, id); !errors.Is(err, ErrNotFound) {
+			t.Errorf("journey %s of a failed batch stored: %v", id, err)
+		}
+		if _, err := db.Send(ctx, "s-"+id); !errors.Is(err, ErrNotFound) {
+			t.Errorf("send of %s of a failed batch stored: %v", id, err)
+		}
+	}
+	if counts, _ := db.CountJobs(ctx); counts[JobRunning] != 3 {
+		t.Errorf("jobs after failed batches %v, want all 3 still running", counts)
+	}
+
+	res, err := db.CommitSteps(ctx, []StepCommit{commit(0, claimed[0].ID), commit(1, claimed[1].ID), commit(2, claimed[2].ID)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 3 || res[0].Created || !res[1].Created || !res[2].Created {
+		t.Errorf("created flags %+v, want the first replayed and the others new", res)
+	}
+	for i, r := range res {
+		if r.Send.ID != fmt.Sprintf("s-j%d", i) || r.Send.Status != SendSending {
+			t.Errorf("result %d: send %+v", i, r.Send)
+		}
+		if j, err := db.Journey(ctx, fmt.Sprintf("j%d", i)); err != nil || j.Step != 2 {
+			t.Errorf("journey j%d = %+v, %v", i, j, err)
+		}
+	}
+	if counts, _ := db.CountJobs(ctx); counts[JobCompleted] != 3 || counts[JobRunning] != 0 {
+		t.Errorf("jobs %v, want the 3 step jobs completed", counts)
+	}
+}
+
+// TestFinishSendsIsOneTransaction: sends of a batch are marked sent with
+// their email_sent records together, or none is.
+func TestFinishSendsIsOneTransaction(t *testing.T) {
+	ctx := context.Background()
+	db, clk := openOutboxDB(t)
+	var fs []SendFinish
+	for i := range 3 {
+		s := Send{ID: fmt.Sprintf("s%d", i), JourneyID: "j", Rule: "cart", Step: 1, ProfileID: fmt.Sprintf("p%d", i), Email: fmt.Sprintf("c%d@example.com", i), Status: SendSending, Attempts: 1}
+		stored, _, err := db.CreateSend(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored.Status, stored.SentAt, stored.ProviderMessageID = SendSent, clk.Now(), fmt.Sprintf("m%d", i)
+		fs = append(fs, SendFinish{Send: stored, Ingest: Ingest{Records: []behavior.Record{{
+			ID: "sent-" + s.ID, Kind: behavior.EmailSent, Source: "nudge", At: clk.Now(), Email: s.Email,
+		}}}})
+	}
+	// A send that is gone fails the batch: no send is marked sent, no
+	// record stored.
+	gone := fs[1]
+	gone.Send.ID = "gone"
+	if err := db.FinishSends(ctx, []SendFinish{fs[0], gone, fs[2]}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("FinishSends with a missing send = %v", err)
+	}
+	for _, f := range fs {
+		if s, _ := db.Send(ctx, f.Send.ID); s.Status != SendSending {
+			t.Errorf("send %s of a failed batch is %s", s.ID, s.Status)
+		}
+		if _, err := db.Record(ctx, f.Ingest.Records[0].ID); !errors.Is(err, ErrNotFound) {
+			t.Errorf("record of a failed batch stored: %v", err)
+		}
+	}
+	if err := db.FinishSends(ctx, fs); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fs {
+		if s, _ := db.Send(ctx, f.Send.ID); s.Status != SendSent {
+			t.Errorf("send %s is %s, want sent", s.ID, s.Status)
+		}
+		if _, err := db.Record(ctx, f.Ingest.Records[0].ID); err != nil {
+			t.Errorf("email_sent record: %v", err)
+		}
+	}
+	if ids := statusIndex(t, db, SendSending); len(ids) != 0 {
+		t.Errorf("still indexed as sending: %v", ids)
 	}
 }

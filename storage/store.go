@@ -469,9 +469,15 @@ type Outbox interface {
 	// send, the end of the step's job) in one transaction, returning the
 	// send as stored and whether it was created.
 	CommitStep(ctx context.Context, c StepCommit) (Send, bool, error)
+	// CommitSteps is CommitStep for a batch of steps of distinct
+	// journeys, in one transaction: all or none.
+	CommitSteps(ctx context.Context, cs []StepCommit) ([]StepResult, error)
 	// FinishSend replaces a send, appends records and enqueues jobs in one
 	// transaction (a send marked sent with its email_sent record).
 	FinishSend(ctx context.Context, s Send, in Ingest, jobs ...JobSpec) error
+	// FinishSends is FinishSend for many sends in one transaction: all or
+	// none.
+	FinishSends(ctx context.Context, fs []SendFinish) error
 	// Send returns one send.
 	Send(ctx context.Context, id string) (Send, error)
 	// SendByProviderMessageID finds a send by the provider's message id.
