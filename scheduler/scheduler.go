@@ -23,6 +23,12 @@ import (
 // retries with exponential backoff until MaxAttempts, then discards.
 type HandlerFunc func(ctx context.Context, job storage.Job) error
 
+// BatchHandlerFunc runs many due jobs of one kind at once, in due order,
+// and returns one error per job, with HandlerFunc's meanings. A kind whose
+// jobs write neighbouring keys (journey steps) commits a batch in one
+// transaction instead of one per job.
+type BatchHandlerFunc func(ctx context.Context, jobs []storage.Job) []error
+
 type snoozeError struct{ at time.Time }
 
 func (e *snoozeError) Error() string { return "snoozed until " + e.at.Format(time.RFC3339) }
@@ -119,6 +125,7 @@ type Scheduler struct {
 	opts     Options
 	mu       sync.RWMutex
 	handlers map[string]HandlerFunc
+	batches  map[string]BatchHandlerFunc
 	starts   []func(context.Context) error
 	limits   map[string]chan struct{} // per-kind semaphores from Options.Limits; fixed at New
 	yields   map[string]*yielder      // from Options.Yields; fixed at New
@@ -170,6 +177,7 @@ func New(store storage.Jobs, opts Options) *Scheduler {
 		limits:   limits,
 		yields:   yields,
 		handlers: map[string]HandlerFunc{},
+		batches:  map[string]BatchHandlerFunc{},
 		wake:     make(chan struct{}, 1),
 		running:  make(chan struct{}),
 	}
@@ -193,6 +201,18 @@ func DefaultBackoff(attempt int) time.Duration {
 func (s *Scheduler) Handle(kind string, h HandlerFunc) {
 	s.mu.Lock()
 	s.handlers[kind] = h
+	s.mu.Unlock()
+}
+
+// HandleBatch registers the batch handler for a job kind, which then
+// receives the due jobs of that kind one claim brings (up to
+// Options.Batch, in due order) in one call on one worker. Limits and
+// Yields do not apply to the kind. RunDue still hands it one job at a
+// time. Call before Run; it replaces a Handle for the kind.
+func (s *Scheduler) HandleBatch(kind string, h BatchHandlerFunc) {
+	s.mu.Lock()
+	s.batches[kind] = h
+	delete(s.handlers, kind)
 	s.mu.Unlock()
 }
 
@@ -277,7 +297,23 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		for _, j := range jobs {
+		singles, batches := s.split(jobs)
+		for _, b := range batches {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				for _, j := range b.jobs {
+					s.release(j)
+				}
+				continue
+			}
+			wg.Add(1)
+			go func(b jobBatch) {
+				defer func() { <-sem; wg.Done() }()
+				s.runBatch(context.WithoutCancel(ctx), b.h, b.jobs)
+			}(b)
+		}
+		for _, j := range singles {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
@@ -401,18 +437,83 @@ func (s *Scheduler) RunDue(ctx context.Context, now time.Time) (int, error) {
 	}
 }
 
+// jobBatch is the claimed jobs of one batch kind.
+type jobBatch struct {
+	h    BatchHandlerFunc
+	jobs []storage.Job
+}
+
+// split parts claimed jobs into those run one by one and, per batch kind,
+// those run together (each keeping the claim's due order).
+func (s *Scheduler) split(jobs []storage.Job) ([]storage.Job, []jobBatch) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if len(s.batches) == 0 {
+		return jobs, nil
+	}
+	var singles []storage.Job
+	var batches []jobBatch
+	at := map[string]int{}
+	for _, j := range jobs {
+		h := s.batches[j.Kind]
+		if h == nil {
+			singles = append(singles, j)
+			continue
+		}
+		i, ok := at[j.Kind]
+		if !ok {
+			i = len(batches)
+			at[j.Kind] = i
+			batches = append(batches, jobBatch{h: h})
+		}
+		batches[i].jobs = append(batches[i].jobs, j)
+	}
+	return singles, batches
+}
+
+// runBatch runs jobs through their batch handler and records each
+// outcome.
+func (s *Scheduler) runBatch(ctx context.Context, h BatchHandlerFunc, jobs []storage.Job) {
+	start := s.opts.Clock.Now()
+	errs := safeRunBatch(ctx, h, jobs)
+	for i, j := range jobs {
+		var err error
+		switch {
+		case len(errs) != len(jobs):
+			err = fmt.Errorf("batch handler for %q answered %d results for %d jobs", j.Kind, len(errs), len(jobs))
+		default:
+			err = errs[i]
+		}
+		s.finish(ctx, j, err, start.Sub(j.DueAt))
+	}
+}
+
 func (s *Scheduler) run(ctx context.Context, j storage.Job) {
 	s.mu.RLock()
 	h := s.handlers[j.Kind]
+	b := s.batches[j.Kind]
 	s.mu.RUnlock()
 	start := s.opts.Clock.Now()
 	lag := start.Sub(j.DueAt)
 	var err error
-	if h == nil {
-		err = Cancel(fmt.Errorf("no handler for job kind %q", j.Kind))
-	} else {
+	switch {
+	case h != nil:
 		err = safeRun(ctx, h, j)
+	case b != nil:
+		errs := safeRunBatch(ctx, b, []storage.Job{j})
+		if len(errs) == 1 {
+			err = errs[0]
+		} else {
+			err = fmt.Errorf("batch handler for %q answered %d results for 1 job", j.Kind, len(errs))
+		}
+	default:
+		err = Cancel(fmt.Errorf("no handler for job kind %q", j.Kind))
 	}
+	s.finish(ctx, j, err, lag)
+}
+
+// finish records a job's outcome from its handler's error.
+func (s *Scheduler) finish(ctx context.Context, j storage.Job, err error, lag time.Duration) {
 	if errors.As(err, new(finishedError)) {
 		if s.opts.OnFinish != nil {
 			s.opts.OnFinish(j, storage.JobCompleted, lag)
@@ -434,6 +535,20 @@ func (s *Scheduler) run(ctx context.Context, j storage.Job) {
 	if s.opts.OnFinish != nil {
 		s.opts.OnFinish(j, out.State, lag)
 	}
+}
+
+// safeRunBatch runs a batch handler; a panic fails every job of the
+// batch, which then retry with backoff like any failed job.
+func safeRunBatch(ctx context.Context, h BatchHandlerFunc, jobs []storage.Job) (errs []error) {
+	defer func() {
+		if r := recover(); r != nil {
+			errs = make([]error, len(jobs))
+			for i := range errs {
+				errs[i] = fmt.Errorf("batch handler panic: %v", r)
+			}
+		}
+	}()
+	return h(ctx, jobs)
 }
 
 func safeRun(ctx context.Context, h HandlerFunc, j storage.Job) (err error) {

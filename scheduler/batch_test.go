@@ -1,0 +1,199 @@
+package scheduler_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nudge-email/nudge/clock"
+	"github.com/nudge-email/nudge/scheduler"
+	"github.com/nudge-email/nudge/storage"
+)
+
+// runUntilFinished runs s until want jobs have finished (OnFinish counts
+// them through done), then stops it.
+func runUntilFinished(t *testing.T, s *scheduler.Scheduler, done <-chan struct{}, want int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.Run(ctx) }()
+	deadline := time.After(30 * time.Second)
+	for range want {
+		select {
+		case <-done:
+		case <-deadline:
+			cancel()
+			t.Fatalf("fewer than %d jobs finished", want)
+		}
+	}
+	cancel()
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHandleBatchGetsAClaimInDueOrder: the jobs of a batch kind that one
+// claim brings reach the batch handler in one call, in due order, next to
+// ordinary jobs of other kinds, and each job's error is applied to that
+// job alone with the usual meanings.
+func TestHandleBatchGetsAClaimInDueOrder(t *testing.T) {
+	t.Parallel()
+	fc := clock.NewFake(t0)
+	db := openStore(t, filepath.Join(t.TempDir(), "s.db"), fc)
+	defer db.Close()
+	ctx := context.Background()
+	done := make(chan struct{}, 100)
+	s := scheduler.New(db, scheduler.Options{
+		Clock: fc, Backoff: func(int) time.Duration { return time.Minute },
+		OnFinish: func(storage.Job, storage.JobState, time.Duration) { done <- struct{}{} },
+	})
+	var mu sync.Mutex
+	var calls [][]string
+	s.HandleBatch("b", func(ctx context.Context, jobs []storage.Job) []error {
+		mu.Lock()
+		defer mu.Unlock()
+		var got []string
+		errs := make([]error, len(jobs))
+		for i, j := range jobs {
+			got = append(got, string(j.Payload))
+			switch string(j.Payload) {
+			case "1":
+				errs[i] = scheduler.Cancel(errors.New("no longer wanted"))
+			case "2":
+				errs[i] = scheduler.SnoozeUntil(t0.Add(time.Hour))
+			case "3":
+				errs[i] = errors.New("provider down")
+			}
+		}
+		calls = append(calls, got)
+		return errs
+	})
+	singles := 0
+	s.Handle("single", func(context.Context, storage.Job) error {
+		mu.Lock()
+		singles++
+		mu.Unlock()
+		return nil
+	})
+	// Enqueued in reverse: due order, not enqueue order, must rule.
+	var specs []storage.JobSpec
+	for i := 9; i >= 0; i-- {
+		specs = append(specs, storage.JobSpec{Kind: "b", Payload: []byte(strconv.Itoa(i)), DueAt: t0.Add(time.Duration(i-10) * time.Second)})
+	}
+	specs = append(specs, storage.JobSpec{Kind: "single", DueAt: t0.Add(-time.Minute)}, storage.JobSpec{Kind: "single", DueAt: t0})
+	if _, err := s.Enqueue(ctx, specs...); err != nil {
+		t.Fatal(err)
+	}
+	runUntilFinished(t, s, done, 12)
+
+	if len(calls) != 1 {
+		t.Fatalf("batch handler called %d times (%v), want once with every due job", len(calls), calls)
+	}
+	want := []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
+	if got := calls[0]; !slices.Equal(got, want) {
+		t.Errorf("batch = %v, want due order %v", got, want)
+	}
+	if singles != 2 {
+		t.Errorf("single handler ran %d times, want 2", singles)
+	}
+	counts, err := db.CountJobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 0 and 4–9 completed with both singles; 1 cancelled; 2 snoozed; 3 to retry.
+	wantCounts := map[storage.JobState]int{storage.JobCompleted: 9, storage.JobCancelled: 1, storage.JobScheduled: 1, storage.JobRetryable: 1}
+	for st, n := range wantCounts {
+		if counts[st] != n {
+			t.Errorf("%s jobs = %d, want %d (all: %v)", st, counts[st], n, counts)
+		}
+	}
+	if counts[storage.JobRunning] != 0 {
+		t.Errorf("%d jobs left running", counts[storage.JobRunning])
+	}
+}
+
+// TestHandleBatchFailures: a batch handler that panics, or answers the
+// wrong number of results, fails every job of its batch, which then
+// retry; nothing is left running and the scheduler goes on.
+func TestHandleBatchFailures(t *testing.T) {
+	t.Parallel()
+	for name, h := range map[string]scheduler.BatchHandlerFunc{
+		"panic":        func(context.Context, []storage.Job) []error { panic("boom") },
+		"wrong length": func(context.Context, []storage.Job) []error { return []error{nil} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			fc := clock.NewFake(t0)
+			db := openStore(t, filepath.Join(t.TempDir(), "s.db"), fc)
+			defer db.Close()
+			ctx := context.Background()
+			done := make(chan struct{}, 100)
+			var mu sync.Mutex
+			var errs []string
+			s := scheduler.New(db, scheduler.Options{
+				Clock: fc, Backoff: func(int) time.Duration { return time.Minute },
+				OnFinish: func(storage.Job, storage.JobState, time.Duration) { done <- struct{}{} },
+			})
+			s.HandleBatch("b", h)
+			for i := range 3 {
+				if _, err := s.Enqueue(ctx, storage.JobSpec{Kind: "b", Payload: []byte{byte('0' + i)}, DueAt: t0}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			runUntilFinished(t, s, done, 3)
+			counts, err := db.CountJobs(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if counts[storage.JobRetryable] != 3 || counts[storage.JobRunning] != 0 {
+				t.Errorf("jobs = %v, want all 3 retryable", counts)
+			}
+			for id := uint64(1); id <= 3; id++ {
+				j, err := db.Job(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				mu.Lock()
+				errs = append(errs, j.LastError)
+				mu.Unlock()
+				if j.LastError == "" {
+					t.Errorf("job %d failed without an error", id)
+				}
+			}
+			t.Logf("errors: %q", errs)
+		})
+	}
+}
+
+// TestRunDueHandsBatchKindsOneJob: rule tests and backtests drive jobs
+// one at a time through RunDue, batch kinds included.
+func TestRunDueHandsBatchKindsOneJob(t *testing.T) {
+	t.Parallel()
+	fc := clock.NewFake(t0)
+	db := openStore(t, filepath.Join(t.TempDir(), "s.db"), fc)
+	defer db.Close()
+	ctx := context.Background()
+	s := scheduler.New(db, scheduler.Options{Clock: fc})
+	var sizes []int
+	s.HandleBatch("b", func(_ context.Context, jobs []storage.Job) []error {
+		sizes = append(sizes, len(jobs))
+		return make([]error, len(jobs))
+	})
+	for range 3 {
+		if _, err := s.Enqueue(ctx, storage.JobSpec{Kind: "b", DueAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.RunDue(ctx, t0)
+	if err != nil || n != 3 {
+		t.Fatalf("RunDue = %d, %v", n, err)
+	}
+	if !slices.Equal(sizes, []int{1, 1, 1}) {
+		t.Errorf("batch sizes %v, want three single jobs", sizes)
+	}
+}
