@@ -128,6 +128,15 @@ type Sender interface {
 	Send(ctx context.Context, m Message) (Result, error)
 }
 
+// BatchSender is a Sender that takes many messages in one call: a batch
+// of due steps hands its messages over together. SendBatch returns one
+// result and one error per message, in order, with Send's meanings; an
+// error for the whole call goes in every slot.
+type BatchSender interface {
+	Sender
+	SendBatch(ctx context.Context, ms []Message) ([]Result, []error)
+}
+
 // Stale is the error of a signature timestamp outside the tolerance: age
 // is now minus the timestamp, negative for one in the future, and the
 // message says which.

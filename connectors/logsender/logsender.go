@@ -58,45 +58,85 @@ func (s *Sender) Name() string { return Name }
 // Send appends m to outbox.log, writes its HTML beside it and logs a line
 // without the full address. The provider message id is "log-"+SendID.
 func (s *Sender) Send(ctx context.Context, m connectors.Message) (connectors.Result, error) {
+	res, errs := s.SendBatch(ctx, []connectors.Message{m})
+	return res[0], errs[0]
+}
+
+// SendBatch is Send for many messages, appended to outbox.log in one
+// write (connectors.BatchSender).
+func (s *Sender) SendBatch(ctx context.Context, ms []connectors.Message) ([]connectors.Result, []error) {
+	res := make([]connectors.Result, len(ms))
+	errs := make([]error, len(ms))
+	fail := func(err error) ([]connectors.Result, []error) {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+		return res, errs
+	}
 	if err := ctx.Err(); err != nil {
-		return connectors.Result{}, &connectors.RetryableError{Err: err}
+		return fail(&connectors.RetryableError{Err: err})
 	}
-	if m.SendID == "" || m.To.Email == "" {
-		return connectors.Result{}, fmt.Errorf("logsender: message without send id or recipient: %w", connectors.ErrPermanent)
+	var lines []byte
+	var ok []int
+	for i, m := range ms {
+		if m.SendID == "" || m.To.Email == "" {
+			errs[i] = fmt.Errorf("logsender: message without send id or recipient: %w", connectors.ErrPermanent)
+			continue
+		}
+		if strings.ContainsAny(m.SendID, `/\`) || m.SendID == "." || m.SendID == ".." {
+			errs[i] = fmt.Errorf("logsender: send id %q is not a file name: %w", m.SendID, connectors.ErrPermanent)
+			continue
+		}
+		line, err := json.Marshal(m)
+		if err != nil {
+			errs[i] = fmt.Errorf("logsender: encode %s: %v: %w", m.SendID, err, connectors.ErrPermanent)
+			continue
+		}
+		lines = append(append(lines, line...), '\n')
+		ok = append(ok, i)
 	}
-	if strings.ContainsAny(m.SendID, `/\`) || m.SendID == "." || m.SendID == ".." {
-		return connectors.Result{}, fmt.Errorf("logsender: send id %q is not a file name: %w", m.SendID, connectors.ErrPermanent)
-	}
-	line, err := json.Marshal(m)
-	if err != nil {
-		return connectors.Result{}, fmt.Errorf("logsender: encode %s: %v: %w", m.SendID, err, connectors.ErrPermanent)
+	if len(ok) == 0 {
+		return res, errs
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if m.HTML != "" {
+	for _, i := range ok {
+		m := ms[i]
+		if m.HTML == "" {
+			continue
+		}
 		if err := os.MkdirAll(s.dir, 0o700); err != nil {
-			return connectors.Result{}, fmt.Errorf("logsender: %w", err)
+			return fail(fmt.Errorf("logsender: %w", err))
 		}
 		if err := os.WriteFile(filepath.Join(s.dir, m.SendID+".html"), []byte(m.HTML), 0o600); err != nil {
-			return connectors.Result{}, fmt.Errorf("logsender: write html: %w", err)
+			return fail(fmt.Errorf("logsender: write html: %w", err))
 		}
 	}
 	f, err := s.outbox()
 	if err != nil {
-		return connectors.Result{}, err
+		return fail(err)
 	}
-	if _, err := f.Write(append(line, '\n')); err != nil {
+	// One write of whole lines: O_APPEND keeps it in one piece next to
+	// another process appending, and a reader never sees half a batch
+	// line.
+	if _, err := f.Write(lines); err != nil {
 		s.closeOutbox()
-		return connectors.Result{}, fmt.Errorf("logsender: append outbox: %w", err)
+		return fail(fmt.Errorf("logsender: append outbox: %w", err))
 	}
-	what := m.Subject
-	if m.TemplateID != "" {
-		what = "template " + m.TemplateID
+	for _, i := range ok {
+		m := ms[i]
+		what := m.Subject
+		if m.TemplateID != "" {
+			what = "template " + m.TemplateID
+		}
+		s.logger.Info("email (log provider, not sent)",
+			"send_id", m.SendID, "to", Mask(m.To.Email), "subject", what, "tags", strings.Join(m.Tags, ","),
+			"file", filepath.Join(s.dir, OutboxFile))
+		res[i] = connectors.Result{Provider: Name, ProviderMessageID: "log-" + m.SendID}
 	}
-	s.logger.Info("email (log provider, not sent)",
-		"send_id", m.SendID, "to", Mask(m.To.Email), "subject", what, "tags", strings.Join(m.Tags, ","),
-		"file", filepath.Join(s.dir, OutboxFile))
-	return connectors.Result{Provider: Name, ProviderMessageID: "log-" + m.SendID}, nil
+	return res, errs
 }
 
 // outbox returns outbox.log open for appending, reopening it when the

@@ -227,3 +227,61 @@ func TestSendFollowsRotatedAndRewrittenOutbox(t *testing.T) {
 		t.Errorf("recreated outbox.log has %d lines, want 1", got)
 	}
 }
+
+// TestSendBatchKeepsOrderAndRefusesBadMessagesAlone: a batch is appended
+// in order in one piece; a message without a recipient or with a send id
+// that is not a file name is refused on its own, permanently, and the
+// others still go out.
+func TestSendBatchKeepsOrderAndRefusesBadMessagesAlone(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "mail")
+	s := New(dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var _ connectors.BatchSender = s
+	msg := func(id, to string) connectors.Message {
+		return connectors.Message{SendID: id, To: connectors.Address{Email: to}, Subject: "s " + id, HTML: "<p>" + id + "</p>"}
+	}
+	ms := []connectors.Message{msg("a1", "a@example.com"), msg("b2", ""), msg("../x", "c@example.com"), msg("d4", "d@example.com")}
+	res, errs := s.SendBatch(context.Background(), ms)
+	if len(res) != 4 || len(errs) != 4 {
+		t.Fatalf("%d results, %d errors for 4 messages", len(res), len(errs))
+	}
+	for _, i := range []int{1, 2} {
+		if !errors.Is(errs[i], connectors.ErrPermanent) {
+			t.Errorf("message %d: error %v, want permanent", i, errs[i])
+		}
+	}
+	for _, i := range []int{0, 3} {
+		if errs[i] != nil || res[i].ProviderMessageID != "log-"+ms[i].SendID {
+			t.Errorf("message %d: %+v, %v", i, res[i], errs[i])
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, OutboxFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	for sc.Scan() {
+		var m connectors.Message
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		ids = append(ids, m.SendID)
+	}
+	if strings.Join(ids, ",") != "a1,d4" {
+		t.Errorf("outbox holds %v, want a1,d4 in order", ids)
+	}
+	for _, id := range []string{"a1", "d4"} {
+		if html, err := os.ReadFile(filepath.Join(dir, id+".html")); err != nil || string(html) != "<p>"+id+"</p>" {
+			t.Errorf("html of %s = %q, %v", id, html, err)
+		}
+	}
+
+	// A cancelled context refuses the whole batch as retryable.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, errs = s.SendBatch(ctx, ms[:1])
+	var retry *connectors.RetryableError
+	if !errors.As(errs[0], &retry) {
+		t.Errorf("cancelled batch: %v, want retryable", errs[0])
+	}
+}
