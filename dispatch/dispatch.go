@@ -100,6 +100,16 @@ type Planner interface {
 	Deliver(ctx context.Context, send storage.Send, evaluateSent bool) error
 }
 
+// BatchPlanner is a Planner that delivers many committed sends at once,
+// recording their results in one write: the engine's batch of due steps
+// (see Planner.Deliver for the rules).
+type BatchPlanner interface {
+	Planner
+	// DeliverAll delivers sends, all committed in the "sending" state,
+	// and returns one error per send, in order.
+	DeliverAll(ctx context.Context, sends []storage.Send, evaluateSent bool) []error
+}
+
 // Observer sees every new record once the rules have evaluated it.
 // Observe must be idempotent: a crash may replay a record.
 type Observer interface {

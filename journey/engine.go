@@ -20,7 +20,6 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"github.com/nudge-email/nudge/clock"
 	"github.com/nudge-email/nudge/config"
 	"github.com/nudge-email/nudge/dispatch"
+	"github.com/nudge-email/nudge/keylock"
 	"github.com/nudge-email/nudge/rules"
 	"github.com/nudge-email/nudge/scheduler"
 	"github.com/nudge-email/nudge/storage"
@@ -104,7 +104,9 @@ type Engine struct {
 	opts  Options
 	set   atomic.Pointer[rules.Set]
 	sched atomic.Pointer[scheduler.Scheduler]
-	locks [64]sync.Mutex // striped by profile id, see lockProfile
+	// locks hold one lock per profile id (see lockProfile); a batch of
+	// due steps holds one per profile of the batch.
+	locks keylock.Locks
 }
 
 // New returns an engine with an empty rule set; call SetRules or Reload.
@@ -166,13 +168,8 @@ func (e *Engine) Register(s *scheduler.Scheduler) {
 		}
 		return e.evaluate(ctx, p.RecordID, p.ProfileID, j.ID)
 	})
-	s.Handle(JobStep, func(ctx context.Context, j storage.Job) error {
-		var p StepPayload
-		if err := json.Unmarshal(j.Payload, &p); err != nil {
-			return scheduler.Cancel(fmt.Errorf("journey: step payload: %w", err))
-		}
-		return e.runStep(ctx, p, j.ID)
-	})
+	// Steps run in batches: steps due together commit together.
+	s.HandleBatch(JobStep, e.runSteps)
 }
 
 func (e *Engine) wake() {

@@ -482,7 +482,10 @@ func TestCrashMidRunEveryDueStepFiresOnce(t *testing.T) {
 		}
 	}
 	require.Empty(t, perSend, "messages for no journey step")
-	require.LessOrEqual(t, unknown, 4, "at most one in-flight send per worker")
+	// Steps run in batches (one claim, up to 64 jobs, per worker) whose
+	// provider calls all start together, so what a crash can catch in
+	// flight is at most a batch per worker.
+	require.LessOrEqual(t, unknown, 4*64, "at most one in-flight batch per worker")
 	t.Logf("crash after %d messages; %d sends in flight became unknown", crasher.count.Load(), unknown)
 }
 

@@ -7,6 +7,7 @@ import (
 	json "github.com/goccy/go-json"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nudge-email/nudge/behavior"
@@ -118,14 +119,8 @@ func (d *Dispatcher) settle(ctx context.Context, id string, res connectors.Resul
 	now := d.now()
 	if sendErr == nil {
 		send, err := d.modifyFull(ctx, id, func(s *storage.Send) (bool, []storage.JobSpec, *storage.Ingest, error) {
-			s.Status, s.Reason, s.LastError = storage.SendSent, "", ""
-			s.ProviderMessageID, s.SentAt = res.ProviderMessageID, now
-			in := &storage.Ingest{Records: []behavior.Record{sentRecord(*s)}}
-			if !evaluateSent {
-				// The record occurred before this: no evaluation job.
-				in.EvaluateSince = now.Add(time.Nanosecond)
-			}
-			return true, nil, in, nil
+			in := markSent(s, res, now, evaluateSent)
+			return true, nil, &in, nil
 		})
 		if err != nil {
 			// The provider has the message but we could not say so: the
@@ -181,6 +176,141 @@ func (d *Dispatcher) settle(ctx context.Context, id string, res connectors.Resul
 	return scheduler.RetryAt(now.Add(wait), fmt.Errorf("sending: send %s attempt %d: %w", id, send.Attempts, sendErr))
 }
 
+// markSent records on s that its provider took it, returning the
+// email_sent record's ingest to store with it.
+func markSent(s *storage.Send, res connectors.Result, now time.Time, evaluateSent bool) storage.Ingest {
+	s.Status, s.Reason, s.LastError = storage.SendSent, "", ""
+	s.ProviderMessageID, s.SentAt = res.ProviderMessageID, now
+	in := storage.Ingest{Records: []behavior.Record{sentRecord(*s)}}
+	if !evaluateSent {
+		// The record occurred before this: no evaluation job.
+		in.EvaluateSince = now.Add(time.Nanosecond)
+	}
+	return in
+}
+
+// DeliverAll is Deliver for a batch of sends the engine committed
+// together (dispatch.BatchPlanner): every provider call of the batch
+// starts at once, as a worker per step would have started them, so a
+// send committed as "sending" is never left waiting behind others for its
+// call (a crash marks it unknown, never to be sent); the sends that went
+// out are then recorded in one write. A send the provider refused, or
+// whose batch write fails, is settled alone as Deliver would.
+func (d *Dispatcher) DeliverAll(ctx context.Context, sends []storage.Send, evaluateSent bool) []error {
+	errs := make([]error, len(sends))
+	res := make([]connectors.Result, len(sends))
+	calls := make([]error, len(sends))
+	for i, send := range sends {
+		if send.Status != storage.SendSending {
+			errs[i] = fmt.Errorf("sending: deliver %s: %w: it is %s, not sending", send.ID, ErrState, send.Status)
+		}
+	}
+	d.callAll(ctx, sends, errs, res, calls)
+	var ok []int
+	for i, send := range sends {
+		switch {
+		case errs[i] != nil:
+		case calls[i] != nil:
+			errs[i] = d.settle(ctx, send.ID, res[i], calls[i], true, evaluateSent)
+		default:
+			ok = append(ok, i)
+		}
+	}
+	if len(ok) == 0 {
+		return errs
+	}
+	if err := d.settleSent(ctx, sends, res, ok, evaluateSent); err != nil {
+		d.opts.Logger.Warn("recording a batch of sends failed, recording them one by one", "sends", len(ok), "error", err)
+		for _, i := range ok {
+			errs[i] = d.settle(ctx, sends[i].ID, res[i], nil, true, evaluateSent)
+		}
+	}
+	return errs
+}
+
+// callAll makes the provider calls of DeliverAll for the sends without an
+// error yet: one call per provider that takes batches
+// (connectors.BatchSender), else one per send, all started at once.
+func (d *Dispatcher) callAll(ctx context.Context, sends []storage.Send, errs []error, res []connectors.Result, calls []error) {
+	batches := map[string][]int{}
+	var wg sync.WaitGroup
+	for i, send := range sends {
+		if errs[i] != nil {
+			continue
+		}
+		if _, ok := d.senders[send.Provider].(connectors.BatchSender); ok {
+			batches[send.Provider] = append(batches[send.Provider], i)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i], calls[i] = d.call(ctx, send)
+		}()
+	}
+	for provider, idx := range batches {
+		bs := d.senders[provider].(connectors.BatchSender)
+		var ms []connectors.Message
+		var at []int
+		for _, i := range idx {
+			m, err := storedMessage(sends[i])
+			if err != nil {
+				calls[i] = err
+				continue
+			}
+			ms = append(ms, m)
+			at = append(at, i)
+		}
+		if len(ms) == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, d.opts.SendTimeout)
+			defer cancel()
+			rs, es := bs.SendBatch(cctx, ms)
+			for k, i := range at {
+				if k < len(rs) && k < len(es) {
+					res[i], calls[i] = rs[k], es[k]
+				} else {
+					calls[i] = fmt.Errorf("%s answered %d results for %d messages", provider, min(len(rs), len(es)), len(ms))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// settleSent records, in one write, that the sends at ok went out,
+// reading each again under its lock like settle.
+func (d *Dispatcher) settleSent(ctx context.Context, sends []storage.Send, res []connectors.Result, ok []int, evaluateSent bool) error {
+	ids := make([]string, len(ok))
+	for k, i := range ok {
+		ids[k] = sends[i].ID
+	}
+	defer d.lockAll(ids)()
+	now := d.now()
+	fs := make([]storage.SendFinish, 0, len(ok))
+	for k, i := range ok {
+		s, err := d.store.Send(ctx, ids[k])
+		if err != nil {
+			return fmt.Errorf("sending: record success of %s: %w", ids[k], err)
+		}
+		in := markSent(&s, res[i], now, evaluateSent)
+		s.UpdatedAt = now
+		fs = append(fs, storage.SendFinish{Send: s, Ingest: in})
+	}
+	if err := d.store.FinishSends(ctx, fs); err != nil {
+		return fmt.Errorf("sending: record success of %d sends: %w", len(fs), err)
+	}
+	for _, f := range fs {
+		s := f.Send
+		d.opts.Logger.Info("email sent", "send_id", s.ID, "rule", s.Rule, "step", s.Step, "provider", s.Provider, "to", maskEmail(s.Email))
+	}
+	return nil
+}
+
 // Recover marks every send left "sending" by an earlier run as unknown:
 // the provider may or may not have it, so it is never sent again. Run it
 // at start, before any delivery of this run begins.
@@ -211,13 +341,22 @@ func (d *Dispatcher) call(ctx context.Context, send storage.Send) (connectors.Re
 	if sender == nil {
 		return connectors.Result{}, fmt.Errorf("%w %q: %w", ErrNoSender, send.Provider, connectors.ErrPermanent)
 	}
-	var msg connectors.Message
-	if err := json.Unmarshal(send.Message, &msg); err != nil {
-		return connectors.Result{}, fmt.Errorf("stored message: %v: %w", err, connectors.ErrPermanent)
+	msg, err := storedMessage(send)
+	if err != nil {
+		return connectors.Result{}, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, d.opts.SendTimeout)
 	defer cancel()
 	return sender.Send(cctx, msg)
+}
+
+// storedMessage decodes the message rendered into a send.
+func storedMessage(send storage.Send) (connectors.Message, error) {
+	var msg connectors.Message
+	if err := json.Unmarshal(send.Message, &msg); err != nil {
+		return connectors.Message{}, fmt.Errorf("stored message: %v: %w", err, connectors.ErrPermanent)
+	}
+	return msg, nil
 }
 
 // stillAllowed re-checks suppression and consent just before the provider

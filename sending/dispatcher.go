@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net/url"
 	"strconv"
@@ -19,6 +18,7 @@ import (
 	"github.com/nudge-email/nudge/config"
 	"github.com/nudge-email/nudge/connectors"
 	"github.com/nudge-email/nudge/dispatch"
+	"github.com/nudge-email/nudge/keylock"
 	"github.com/nudge-email/nudge/scheduler"
 	"github.com/nudge-email/nudge/storage"
 )
@@ -100,8 +100,9 @@ type Dispatcher struct {
 	quiet     quietWindow
 	templates *templateCache
 	// locks serialize read-modify-write of one send between the delivery
-	// handler and engagement updates (striped by send id).
-	locks [64]sync.Mutex
+	// handler and engagement updates (per send id); a batch of
+	// deliveries holds one per send (see lockAll).
+	locks keylock.Locks
 	zones sync.Map // zone name → *time.Location (nil for invalid names)
 	// storeHosts are the configured stores' hosts, whose subdomains links
 	// may point to too; linkHosts the exact hosts of Options.LinkHosts
@@ -195,10 +196,10 @@ type sendPayload struct {
 
 func (d *Dispatcher) now() time.Time { return d.opts.Clock.Now().UTC() }
 
-func (d *Dispatcher) lockFor(id string) *sync.Mutex {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(id))
-	return &d.locks[h.Sum32()%uint32(len(d.locks))]
+// lockAll locks every send in ids (see keylock.Locks.LockAll) and
+// returns the unlock.
+func (d *Dispatcher) lockAll(ids []string) func() {
+	return d.locks.LockAll(ids)
 }
 
 // modify applies fn to the stored send under its lock and writes it back
@@ -223,9 +224,7 @@ func (d *Dispatcher) modifyJobs(ctx context.Context, id string, fn func(s *stora
 // append atomically with the change (a send marked sent with its
 // email_sent record).
 func (d *Dispatcher) modifyFull(ctx context.Context, id string, fn func(s *storage.Send) (bool, []storage.JobSpec, *storage.Ingest, error)) (storage.Send, error) {
-	mu := d.lockFor(id)
-	mu.Lock()
-	defer mu.Unlock()
+	defer d.locks.Lock(id)()
 	s, err := d.store.Send(ctx, id)
 	if err != nil {
 		return storage.Send{}, err
