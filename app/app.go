@@ -90,9 +90,12 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	}
 	a := &App{Config: cfg, Store: st, Logger: opts.Logger, Clock: opts.Clock, backfillQuiet: backfillQuiet}
 	sm := newSchedulerMetrics(opts.Registry)
-	// 64 workers: a due step waits for two group commits, so throughput
-	// grows with the steps in flight (bench/sched: ~3x over 16). The
-	// evaluation of incoming records stays at 16: more of them at once
+	// 128 workers: due steps run in batches of up to 64 (one claim),
+	// each holding a worker per step, and two batches in flight keep the
+	// writer busy while the other plans or delivers (bench/sched:
+	// 5,500-5,750 steps/s against 3,500 with 64; 256 gained nothing).
+	// It also bounds what a crash can catch mid-call (those sends become
+	// "unknown") and the provider calls made at once. The evaluation of incoming records stays at 16: more of them at once
 	// took CPU and the writer from the webhooks (bench/run.sh, orders at
 	// c=64: ~1,400/s with 64 against ~1,600/s with 16). While webhooks
 	// queue at the writer, evaluation drops to one at a time for up to a
@@ -100,7 +103,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	// "Evaluation gives way").
 	a.Scheduler = scheduler.New(st, scheduler.Options{
 		Clock: opts.Clock, Logger: opts.Logger, OnFinish: sm.observe,
-		Workers: 64, Limits: map[string]int{storage.JobEvaluate: 16},
+		Workers: 128, Limits: map[string]int{storage.JobEvaluate: 16},
 		Yields: map[string]scheduler.Yield{storage.JobEvaluate: {Busy: st.IngestBusy, Limit: 1, MaxLag: time.Minute}},
 	})
 	if err := a.wire(ctx, opts); err != nil {

@@ -49,7 +49,7 @@ func TestHandleBatchGetsAClaimInDueOrder(t *testing.T) {
 	ctx := context.Background()
 	done := make(chan struct{}, 100)
 	s := scheduler.New(db, scheduler.Options{
-		Clock: fc, Backoff: func(int) time.Duration { return time.Minute },
+		Clock: fc, Backoff: func(int) time.Duration { return time.Minute }, Workers: 16,
 		OnFinish: func(storage.Job, storage.JobState, time.Duration) { done <- struct{}{} },
 	})
 	var mu sync.Mutex
@@ -114,6 +114,61 @@ func TestHandleBatchGetsAClaimInDueOrder(t *testing.T) {
 	}
 	if counts[storage.JobRunning] != 0 {
 		t.Errorf("%d jobs left running", counts[storage.JobRunning])
+	}
+}
+
+// TestHandleBatchHoldsAWorkerPerJob: a batch is never larger than
+// Workers (it holds a worker per job), so a claim larger than that is
+// cut into batches, still in due order, and no more jobs than Workers
+// ever run at once.
+func TestHandleBatchHoldsAWorkerPerJob(t *testing.T) {
+	t.Parallel()
+	fc := clock.NewFake(t0)
+	db := openStore(t, filepath.Join(t.TempDir(), "s.db"), fc)
+	defer db.Close()
+	ctx := context.Background()
+	done := make(chan struct{}, 100)
+	s := scheduler.New(db, scheduler.Options{
+		Clock: fc, Workers: 4,
+		OnFinish: func(storage.Job, storage.JobState, time.Duration) { done <- struct{}{} },
+	})
+	var mu sync.Mutex
+	var calls [][]string
+	running, most := 0, 0
+	s.HandleBatch("b", func(ctx context.Context, jobs []storage.Job) []error {
+		mu.Lock()
+		running += len(jobs)
+		most = max(most, running)
+		var got []string
+		for _, j := range jobs {
+			got = append(got, string(j.Payload))
+		}
+		calls = append(calls, got)
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond) // overlap with the next batch if it could start
+		mu.Lock()
+		running -= len(jobs)
+		mu.Unlock()
+		return make([]error, len(jobs))
+	})
+	for i := range 10 {
+		if _, err := s.Enqueue(ctx, storage.JobSpec{Kind: "b", Payload: []byte(strconv.Itoa(i)), DueAt: t0.Add(time.Duration(i)*time.Millisecond - time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runUntilFinished(t, s, done, 10)
+	var all []string
+	for _, c := range calls {
+		if len(c) > 4 {
+			t.Errorf("a batch of %d jobs with 4 workers: %v", len(c), c)
+		}
+		all = append(all, c...)
+	}
+	if want := []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}; !slices.Equal(all, want) {
+		t.Errorf("batches %v, want every job once in due order", calls)
+	}
+	if most > 4 {
+		t.Errorf("%d jobs ran at once with 4 workers", most)
 	}
 }
 

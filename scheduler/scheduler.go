@@ -206,8 +206,8 @@ func (s *Scheduler) Handle(kind string, h HandlerFunc) {
 
 // HandleBatch registers the batch handler for a job kind, which then
 // receives the due jobs of that kind one claim brings (up to
-// Options.Batch, in due order) in one call on one worker. Limits and
-// Yields do not apply to the kind. RunDue still hands it one job at a
+// Options.Batch and Options.Workers, in due order) in one call, holding
+// a worker per job. Limits and Yields do not apply to the kind. RunDue still hands it one job at a
 // time. Call before Run; it replaces a Handle for the kind.
 func (s *Scheduler) HandleBatch(kind string, h BatchHandlerFunc) {
 	s.mu.Lock()
@@ -299,9 +299,23 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 		singles, batches := s.split(jobs)
 		for _, b := range batches {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
+			// A batch holds a worker per job, so Workers still bounds the
+			// jobs in flight (a crash catches at most that many sends
+			// mid-call, and providers see no more calls at once).
+			held := 0
+			for range b.jobs {
+				select {
+				case sem <- struct{}{}:
+					held++
+					continue
+				case <-ctx.Done():
+				}
+				break
+			}
+			if held < len(b.jobs) {
+				for range held {
+					<-sem
+				}
 				for _, j := range b.jobs {
 					s.release(j)
 				}
@@ -309,7 +323,12 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			}
 			wg.Add(1)
 			go func(b jobBatch) {
-				defer func() { <-sem; wg.Done() }()
+				defer func() {
+					for range b.jobs {
+						<-sem
+					}
+					wg.Done()
+				}()
 				s.runBatch(context.WithoutCancel(ctx), b.h, b.jobs)
 			}(b)
 		}
@@ -462,6 +481,13 @@ func (s *Scheduler) split(jobs []storage.Job) ([]storage.Job, []jobBatch) {
 		}
 		i, ok := at[j.Kind]
 		if !ok {
+			i = len(batches)
+			at[j.Kind] = i
+			batches = append(batches, jobBatch{h: h})
+		}
+		if len(batches[i].jobs) == s.opts.Workers {
+			// Full: a batch holds a worker per job, so it can never be
+			// larger than Workers.
 			i = len(batches)
 			at[j.Kind] = i
 			batches = append(batches, jobBatch{h: h})
