@@ -50,6 +50,7 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the dispatch phase to this file")
 	hold := flag.Duration("max-batch-delay", 2*time.Millisecond, "storage.max_batch_delay (0: commit groups without holding them)")
 	flag.Parse()
+	app.TuneGC(os.Getenv) // as the nudge binary runs
 	if *pprofAddr != "" {
 		go func() { _ = http.ListenAndServe(*pprofAddr, nil) }()
 	}

@@ -10,6 +10,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/nudge-email/nudge/app"
 )
 
 // command is one subcommand: it parses its own flags from args and returns
@@ -50,6 +52,7 @@ func commands() map[string]command {
 }
 
 func main() {
+	app.TuneGC(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}, os.Args[1:])
 	stop()
