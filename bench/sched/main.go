@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	_ "net/http/pprof" // -pprof profiles the dispatch phase
@@ -49,18 +50,19 @@ func main() {
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this loopback address")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the dispatch phase to this file")
 	hold := flag.Duration("max-batch-delay", 2*time.Millisecond, "storage.max_batch_delay (0: commit groups without holding them)")
+	returning := flag.Bool("returning", false, "customers known before their checkouts, which come in shuffled order: the profiles of steps due together are scattered over the store, as a shop's returning customers are")
 	flag.Parse()
 	app.TuneGC(os.Getenv) // as the nudge binary runs
 	if *pprofAddr != "" {
 		go func() { _ = http.ListenAndServe(*pprofAddr, nil) }()
 	}
-	if err := run(*n, *dir, *timeout, *cpuProfile, *hold); err != nil {
+	if err := run(*n, *dir, *timeout, *cpuProfile, *hold, *returning); err != nil {
 		fmt.Fprintln(os.Stderr, "sched:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n int, dir string, timeout time.Duration, cpuProfile string, hold time.Duration) error {
+func run(n int, dir string, timeout time.Duration, cpuProfile string, hold time.Duration, returning bool) error {
 	if dir == "" {
 		d, err := os.MkdirTemp("", "nudge-sched-")
 		if err != nil {
@@ -114,9 +116,22 @@ storage: { max_batch_delay: %s }
 	// same instant): journeys start, and their steps fall due, in the
 	// order of the checkouts.
 	var body bytes.Buffer
-	for i := range n {
+	who := make([]int, n) // the customer of each checkout, in checkout order
+	for i := range who {
+		who[i] = i
+	}
+	if returning {
+		// Every customer exists (profiles created in order 0…n-1) before
+		// the checkouts come in a shuffled order.
+		for i := range n {
+			fmt.Fprintf(&body, `{"id":"sc-%d","kind":"customer_updated","source":"bench","store":"main","at":%q,"email":"sb%d@example.com"}`+"\n",
+				i, past.Add(-2*time.Hour+time.Duration(i)*time.Millisecond).Format(time.RFC3339Nano), i)
+		}
+		rand.New(rand.NewPCG(1, 2)).Shuffle(n, func(i, j int) { who[i], who[j] = who[j], who[i] })
+	}
+	for i, c := range who {
 		fmt.Fprintf(&body, `{"id":"sb-%d","kind":"checkout_started","source":"bench","store":"main","at":%q,"email":"sb%d@example.com","value":5000,"currency":"USD"}`+"\n",
-			i, past.Add(-time.Minute+time.Duration(i)*time.Millisecond).Format(time.RFC3339Nano), i)
+			i, past.Add(-time.Minute+time.Duration(i)*time.Millisecond).Format(time.RFC3339Nano), c)
 	}
 	req := httptest.NewRequest(http.MethodPost, "/api/v1/import", &body)
 	req.Header.Set("Authorization", "Bearer "+cfg.Admin.Token)
@@ -147,7 +162,11 @@ storage: { max_batch_delay: %s }
 	err = waitFor("evaluate", func(c map[storage.JobState]int) bool {
 		// Every evaluate job done (completed counts them), one step job
 		// per journey left waiting.
-		return c[storage.JobCompleted] >= n && c[storage.JobScheduled] >= n && c[storage.JobRunning] == 0 && c[storage.JobRetryable] == 0
+		evaluated := n
+		if returning {
+			evaluated = 2 * n // the customers' records are evaluated too
+		}
+		return c[storage.JobCompleted] >= evaluated && c[storage.JobScheduled] >= n && c[storage.JobRunning] == 0 && c[storage.JobRetryable] == 0
 	})
 	cancel()
 	<-done
