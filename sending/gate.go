@@ -135,12 +135,12 @@ func (d *Dispatcher) capped(ctx context.Context, s dispatch.StepSend, now time.T
 		return queued, nil
 	}
 	per := d.opts.Policies.FrequencyCap.Per.D()
-	sends, err := d.store.SendsByProfile(ctx, s.Profile.ID)
+	since := now.Add(-per)
+	sends, err := d.store.SendsByProfileSince(ctx, s.Profile.ID, since)
 	if err != nil {
 		return dispatch.Outcome{}, fmt.Errorf("sends of profile: %w", err)
 	}
-	var recent []time.Time // oldest first, as SendsByProfile returns them
-	since := now.Add(-per)
+	var recent []time.Time // oldest first, as SendsByProfileSince returns them
 	for _, x := range sends {
 		if countsForCap(x.Status) && x.CreatedAt.After(since) && !x.CreatedAt.After(now) {
 			recent = append(recent, x.CreatedAt)

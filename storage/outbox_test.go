@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -292,6 +293,83 @@ func TestSendMessageStoredInline(t *testing.T) {
 			}
 			if !bytes.Equal(s.Message, tc.msg) {
 				t.Errorf("message read back as %q, want %q", s.Message, tc.msg)
+			}
+		})
+	}
+}
+
+// TestSendsByProfileSince: only the profile's sends created at or after
+// since come back, oldest first; another profile whose id extends this
+// one's is not mixed in.
+func TestSendsByProfileSince(t *testing.T) {
+	ctx := context.Background()
+	db, clk := openOutboxDB(t)
+	start := clk.Now()
+	for i, p := range []string{"p1", "p1", "p10", "p1", "p1"} {
+		clk.Set(start.Add(time.Duration(i) * time.Hour))
+		s := Send{ID: fmt.Sprintf("s%d", i), ProfileID: p, Rule: "r", Step: 1, Email: p + "@example.com", Status: SendSent}
+		if _, _, err := db.CreateSend(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		since time.Time
+		want  string
+	}{
+		{time.Time{}, "s0 s1 s3 s4"},
+		{start.Add(time.Hour), "s1 s3 s4"}, // at since counts
+		{start.Add(90 * time.Minute), "s3 s4"},
+		{start.Add(5 * time.Hour), ""},
+	} {
+		got, err := db.SendsByProfileSince(ctx, "p1", c.since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, s := range got {
+			ids = append(ids, s.ID)
+		}
+		if strings.Join(ids, " ") != c.want {
+			t.Errorf("since %v: %v, want %s", c.since, ids, c.want)
+		}
+	}
+	all, err := db.SendsByProfile(ctx, "p1")
+	if err != nil || len(all) != 4 {
+		t.Errorf("SendsByProfile = %d sends, %v; want 4", len(all), err)
+	}
+}
+
+// BenchmarkSendsOfLoyalCustomer: a due step's frequency cap reads the
+// profile's sends of the last day. A customer mailed twice a week for two
+// years has ~200 sends with ~1 KB rendered messages; "all" is what the
+// cap read before (every send decoded), "last-day" what it reads now.
+func BenchmarkSendsOfLoyalCustomer(b *testing.B) {
+	ctx := context.Background()
+	clk := clock.NewFake(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	db, err := Open(filepath.Join(b.TempDir(), "nudge.db"), Options{Clock: clk, NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	msg := []byte(`{"template_data":{"items":[` + strings.Repeat(`{"title":"Trail Runner","price":"$54.00","url":"https://example.com/p/trail"},`, 12) + `{}]}}`)
+	start := clk.Now()
+	for i := range 200 {
+		clk.Set(start.Add(time.Duration(i) * 84 * time.Hour)) // twice a week
+		s := Send{ID: fmt.Sprintf("s%03d", i), ProfileID: "loyal", Rule: "r", Step: 1, Email: "l@example.com", Status: SendSent, Message: msg}
+		if _, _, err := db.CreateSend(ctx, s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	now := clk.Now()
+	for _, c := range []struct {
+		name  string
+		since time.Time
+	}{{"all", time.Time{}}, {"last-day", now.Add(-24 * time.Hour)}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := db.SendsByProfileSince(ctx, "loyal", c.since); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}

@@ -484,6 +484,9 @@ type Outbox interface {
 	SendByProviderMessageID(ctx context.Context, providerID string) (Send, error)
 	// SendsByProfile returns a profile's sends, oldest first.
 	SendsByProfile(ctx context.Context, profileID string) ([]Send, error)
+	// SendsByProfileSince returns a profile's sends created at or after
+	// since, oldest first, reading none of the older ones.
+	SendsByProfileSince(ctx context.Context, profileID string, since time.Time) ([]Send, error)
 	// ListSends returns sends with the given status ("" = all), newest
 	// first, at most limit (0 = no limit).
 	ListSends(ctx context.Context, status string, limit int) ([]Send, error)
