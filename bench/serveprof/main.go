@@ -25,6 +25,7 @@ func main() {
 	cfgPath := flag.String("c", "nudge.yaml", "config file")
 	pprofAddr := flag.String("pprof", "127.0.0.1:6060", "pprof listen address (loopback)")
 	flag.Parse()
+	app.TuneGC(os.Getenv) // as the nudge binary runs
 	if err := run(*cfgPath, *pprofAddr); err != nil {
 		fmt.Fprintln(os.Stderr, "serveprof:", err)
 		os.Exit(1)
