@@ -137,6 +137,23 @@ type BatchSender interface {
 	SendBatch(ctx context.Context, ms []Message) ([]Result, []error)
 }
 
+// ProviderCalls is how many calls an email provider's client keeps warm
+// connections for: the scheduler's 128 workers can have as many sends
+// mid-call at once, the calls of a batch of due steps all start together,
+// and Go's default transport keeps only 2 idle connections per host, so
+// each batch would open (and TLS-handshake) most of its connections anew.
+const ProviderCalls = 128
+
+// ProviderTransport returns the HTTP transport for an email provider's
+// API: Go's default transport (proxy from the environment, timeouts,
+// HTTP/2) keeping up to ProviderCalls idle connections to the provider.
+func ProviderTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = ProviderCalls
+	t.MaxIdleConns = 2 * ProviderCalls
+	return t
+}
+
 // Stale is the error of a signature timestamp outside the tolerance: age
 // is now minus the timestamp, negative for one in the future, and the
 // message says which.

@@ -61,7 +61,7 @@ func NewSender(cfg SenderConfig) (*Sender, error) {
 	if !strings.HasSuffix(base, "/v3") {
 		return nil, fmt.Errorf("mailgun: api base %q must end in /v3 (e.g. %s or %s)", cfg.APIBase, mgsdk.APIBaseUS, mgsdk.APIBaseEU)
 	}
-	hc := http.Client{Timeout: 30 * time.Second}
+	hc := http.Client{Timeout: 30 * time.Second, Transport: connectors.ProviderTransport()}
 	if cfg.HTTPClient != nil {
 		hc = *cfg.HTTPClient
 	}

@@ -3,13 +3,16 @@ package mailgun
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -308,4 +311,49 @@ func TestSenderRejectsUnsendableMessages(t *testing.T) {
 		})
 	}
 	assert.Empty(t, f.requests)
+}
+
+// TestSenderKeepsConnectionsWarmBetweenBatches: as for SendGrid, a batch
+// of due steps calls at once, and the next batch must find those
+// connections open.
+func TestSenderKeepsConnectionsWarmBetweenBatches(t *testing.T) {
+	const calls = 32
+	var opened atomic.Int64
+	var arrived sync.WaitGroup
+	f := &formServer{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived.Done()
+		arrived.Wait() // every call of the batch is open at once
+		f.ServeHTTP(w, r)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	s := newTestSender(t, srv.URL+"/v3", clock.Real{})
+	batch := func() {
+		arrived.Add(calls)
+		var wg sync.WaitGroup
+		for i := range calls {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m := templateMessage()
+				m.SendID = fmt.Sprintf("s%d", i)
+				if _, err := s.Send(context.Background(), m); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	batch()
+	first := opened.Load()
+	batch()
+	if again := opened.Load() - first; again > 2 {
+		t.Errorf("the second batch opened %d new connections (the first %d); want the first batch's reused", again, first)
+	}
 }

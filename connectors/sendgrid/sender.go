@@ -55,7 +55,7 @@ func NewSender(cfg SenderConfig) *Sender {
 		cfg.APIBase = DefaultAPIBase
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second, Transport: connectors.ProviderTransport()}
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}

@@ -3,11 +3,14 @@ package sendgrid
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -286,4 +289,50 @@ func TestCategoriesLimits(t *testing.T) {
 	assert.Len(t, got, 10)
 	assert.Equal(t, "t0", got[0])
 	assert.Len(t, got[1], 255)
+}
+
+// TestSenderKeepsConnectionsWarmBetweenBatches: a batch of due steps
+// makes its calls all at once. The sender's client must keep those
+// connections for the next batch, where Go's default transport would
+// keep 2 and open (and TLS-handshake) the rest again.
+func TestSenderKeepsConnectionsWarmBetweenBatches(t *testing.T) {
+	const calls = 32
+	var opened atomic.Int64
+	var arrived sync.WaitGroup
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		arrived.Done()
+		arrived.Wait() // every call of the batch is open at once
+		w.Header().Set("X-Message-Id", "m")
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	s := NewSender(SenderConfig{APIKey: "SG.k", APIBase: srv.URL})
+	batch := func() {
+		arrived.Add(calls)
+		var wg sync.WaitGroup
+		for i := range calls {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m := connectors.Message{SendID: fmt.Sprintf("s%d", i), To: connectors.Address{Email: "a@example.com"}, From: connectors.Address{Email: "shop@example.com"}, Subject: "hi", Text: "hi"}
+				if _, err := s.Send(context.Background(), m); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	batch()
+	first := opened.Load()
+	batch()
+	if again := opened.Load() - first; again > 2 {
+		t.Errorf("the second batch opened %d new connections (the first %d); want the first batch's reused", again, first)
+	}
 }
