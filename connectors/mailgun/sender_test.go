@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 
 	"github.com/nudge-email/nudge/clock"
 	"github.com/nudge-email/nudge/connectors"
+	"github.com/nudge-email/nudge/connectors/connectortest"
 )
 
 // formServer is a fake messages endpoint that parses each request's
@@ -317,45 +316,16 @@ func TestSenderRejectsUnsendableMessages(t *testing.T) {
 // of due steps calls at once, and the next batch must find those
 // connections open.
 func TestSenderKeepsConnectionsWarmBetweenBatches(t *testing.T) {
-	const calls = 32
-	var opened atomic.Int64
-	var arrived sync.WaitGroup
-	f := &formServer{}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		arrived.Done()
-		arrived.Wait() // every call of the batch is open at once
-		f.ServeHTTP(w, r)
-	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			opened.Add(1)
+	first, second := connectortest.ConnectionsPerBurst(t, 32, &formServer{}, func(url string) func(int) error {
+		s := newTestSender(t, url+"/v3", clock.Real{})
+		return func(i int) error {
+			m := templateMessage()
+			m.SendID = fmt.Sprintf("s%d", i)
+			_, err := s.Send(context.Background(), m)
+			return err
 		}
+	})
+	if second > 2 {
+		t.Errorf("the second batch opened %d new connections (the first %d); want the first batch's reused", second, first)
 	}
-	srv.Start()
-	defer srv.Close()
-	s := newTestSender(t, srv.URL+"/v3", clock.Real{})
-	batch := func() {
-		arrived.Add(calls)
-		var wg sync.WaitGroup
-		for i := range calls {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				m := templateMessage()
-				m.SendID = fmt.Sprintf("s%d", i)
-				if _, err := s.Send(context.Background(), m); err != nil {
-					t.Error(err)
-				}
-			}()
-		}
-		wg.Wait()
-	}
-	batch()
-	first := opened.Load()
-	batch()
-	again := opened.Load() - first
-	if again > 2 {
-		t.Errorf("the second batch opened %d new connections (the first %d); want the first batch's reused", again, first)
-	}
-	t.Logf("connections opened: first batch %d, second %d", first, again)
 }

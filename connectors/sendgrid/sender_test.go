@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 
 	"github.com/nudge-email/nudge/clock"
 	"github.com/nudge-email/nudge/connectors"
+	"github.com/nudge-email/nudge/connectors/connectortest"
 )
 
 // sendRecorder is a fake Mail Send endpoint: it records each request and
@@ -296,45 +295,20 @@ func TestCategoriesLimits(t *testing.T) {
 // connections for the next batch, where Go's default transport would
 // keep 2 and open (and TLS-handshake) the rest again.
 func TestSenderKeepsConnectionsWarmBetweenBatches(t *testing.T) {
-	const calls = 32
-	var opened atomic.Int64
-	var arrived sync.WaitGroup
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	accept := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
-		arrived.Done()
-		arrived.Wait() // every call of the batch is open at once
 		w.Header().Set("X-Message-Id", "m")
 		w.WriteHeader(http.StatusAccepted)
-	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			opened.Add(1)
+	})
+	first, second := connectortest.ConnectionsPerBurst(t, 32, accept, func(url string) func(int) error {
+		s := NewSender(SenderConfig{APIKey: "SG.k", APIBase: url})
+		return func(i int) error {
+			m := connectors.Message{SendID: fmt.Sprintf("s%d", i), To: connectors.Address{Email: "a@example.com"}, From: connectors.Address{Email: "shop@example.com"}, Subject: "hi", Text: "hi"}
+			_, err := s.Send(context.Background(), m)
+			return err
 		}
+	})
+	if second > 2 {
+		t.Errorf("the second batch opened %d new connections (the first %d); want the first batch's reused", second, first)
 	}
-	srv.Start()
-	defer srv.Close()
-	s := NewSender(SenderConfig{APIKey: "SG.k", APIBase: srv.URL})
-	batch := func() {
-		arrived.Add(calls)
-		var wg sync.WaitGroup
-		for i := range calls {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				m := connectors.Message{SendID: fmt.Sprintf("s%d", i), To: connectors.Address{Email: "a@example.com"}, From: connectors.Address{Email: "shop@example.com"}, Subject: "hi", Text: "hi"}
-				if _, err := s.Send(context.Background(), m); err != nil {
-					t.Error(err)
-				}
-			}()
-		}
-		wg.Wait()
-	}
-	batch()
-	first := opened.Load()
-	batch()
-	again := opened.Load() - first
-	if again > 2 {
-		t.Errorf("the second batch opened %d new connections (the first %d); want the first batch's reused", again, first)
-	}
-	t.Logf("connections opened: first batch %d, second %d", first, again)
 }
