@@ -239,3 +239,34 @@ func TestRunDueHandsBatchKindsOneJob(t *testing.T) {
 		t.Errorf("batch sizes %v, want three single jobs", sizes)
 	}
 }
+
+// TestLastRegistrationWins: Handle and HandleBatch for one kind replace
+// each other, so the loop and RunDue never disagree on which runs.
+func TestLastRegistrationWins(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _, run := loopScheduler(t, 4)
+	var mu sync.Mutex
+	var got []string
+	s.HandleBatch("k", func(_ context.Context, jobs []storage.Job) []error {
+		mu.Lock()
+		got = append(got, "batch")
+		mu.Unlock()
+		return make([]error, len(jobs))
+	})
+	s.Handle("k", func(context.Context, storage.Job) error {
+		mu.Lock()
+		got = append(got, "single")
+		mu.Unlock()
+		return nil
+	})
+	for range 2 {
+		if _, err := s.Enqueue(ctx, storage.JobSpec{Kind: "k", DueAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(2)
+	if !slices.Equal(got, []string{"single", "single"}) {
+		t.Errorf("ran %v, want the handler registered last for both jobs", got)
+	}
+}

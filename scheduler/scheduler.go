@@ -197,10 +197,12 @@ func DefaultBackoff(attempt int) time.Duration {
 	return time.Duration(float64(d) * jitter)
 }
 
-// Handle registers the handler for a job kind. Call before Run.
+// Handle registers the handler for a job kind, replacing a HandleBatch
+// for it. Call before Run.
 func (s *Scheduler) Handle(kind string, h HandlerFunc) {
 	s.mu.Lock()
 	s.handlers[kind] = h
+	delete(s.batches, kind) // the last registration for a kind wins
 	s.mu.Unlock()
 }
 
