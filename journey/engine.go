@@ -308,7 +308,9 @@ func (e *Engine) evaluateProfile(ctx context.Context, set *rules.Set, rec *behav
 	}
 	unlock := e.lockProfile(prof.ID)
 	defer unlock()
-	journeys, err := e.store.JourneysByProfile(ctx, prof.ID)
+	// Only active journeys are written back (ended, or traced): the ended
+	// ones come without their traces, which evaluation never reads.
+	journeys, err := e.store.JourneysByProfileUntraced(ctx, prof.ID)
 	if err != nil {
 		return false, fmt.Errorf("journey: evaluate %s: %w", rec.ID, err)
 	}

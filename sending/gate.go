@@ -160,7 +160,7 @@ func (d *Dispatcher) capped(ctx context.Context, s dispatch.StepSend, now time.T
 		return queued, nil
 	}
 	free := limit - len(recent)
-	journeys, err := d.store.JourneysByProfile(ctx, s.Profile.ID)
+	journeys, err := d.store.JourneysByProfileUntraced(ctx, s.Profile.ID) // only active ones count
 	if err != nil {
 		return dispatch.Outcome{}, fmt.Errorf("journeys of profile: %w", err)
 	}

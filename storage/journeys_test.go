@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -148,4 +149,120 @@ func TestAppendDecisionsBatch(t *testing.T) {
 	got, err := db.Decisions(ctx, "p1")
 	require.NoError(t, err)
 	require.Equal(t, []Decision{a, b, c}, got)
+}
+
+// TestJourneysByProfileUntraced: the same journeys in the same order as
+// JourneysByProfile, the active ones whole (they may be written back) and
+// the ended ones without their trace.
+func TestJourneysByProfileUntraced(t *testing.T) {
+	ctx := context.Background()
+	db := openJourneyDB(t)
+	trace := []TraceEntry{{At: journeyT0, Step: 0, Action: "started"}, {At: journeyT0.Add(time.Hour), Step: 1, Action: "queued", Detail: "send s1"}}
+	for i, status := range []string{JourneyCompleted, JourneyWaiting, JourneyExited, JourneyWaiting} {
+		j := Journey{
+			ID: fmt.Sprintf("j%d", i), Rule: "r", ProfileID: "p1", TriggerRecord: fmt.Sprintf("rec%d", i), Step: 2,
+			Status: status, Reason: "because", Holdout: i == 2, StartedAt: journeyT0.Add(time.Duration(3-i) * time.Hour),
+			DueAt: journeyT0.Add(48 * time.Hour), UpdatedAt: journeyT0.Add(time.Hour), Trace: trace,
+		}
+		require.NoError(t, db.PutJourney(ctx, j))
+	}
+	require.NoError(t, db.PutJourney(ctx, Journey{ID: "other", Rule: "r", ProfileID: "p2", Status: JourneyWaiting, Trace: trace}))
+
+	whole, err := db.JourneysByProfile(ctx, "p1")
+	require.NoError(t, err)
+	got, err := db.JourneysByProfileUntraced(ctx, "p1")
+	require.NoError(t, err)
+	require.Len(t, got, len(whole))
+	for i := range whole {
+		want := whole[i]
+		if !want.Active() {
+			want.Trace = nil
+		}
+		require.Equal(t, want, got[i], "journey %d", i)
+	}
+	for _, j := range got {
+		if j.Active() {
+			require.Equal(t, trace, j.Trace, "active journey %s keeps its trace", j.ID)
+		} else {
+			require.Empty(t, j.Trace, "ended journey %s comes without its trace", j.ID)
+		}
+	}
+}
+
+// TestJourneyHeadMatchesJourney: journeyHead must carry every field of
+// Journey but the trace, with the same type and JSON name, or evaluation
+// would see ended journeys with a field missing.
+func TestJourneyHeadMatchesJourney(t *testing.T) {
+	jt, ht := reflect.TypeFor[Journey](), reflect.TypeFor[journeyHead]()
+	n := 0
+	for f := range jt.Fields() {
+		if f.Name == "Trace" {
+			continue
+		}
+		n++
+		h, ok := ht.FieldByName(f.Name)
+		if !ok || h.Type != f.Type || h.Tag.Get("json") != f.Tag.Get("json") {
+			t.Errorf("journeyHead.%s does not match Journey.%s (%v %q)", f.Name, f.Name, f.Type, f.Tag.Get("json"))
+		}
+	}
+	if ht.NumField() != n {
+		t.Errorf("journeyHead has %d fields, Journey %d besides its trace", ht.NumField(), n)
+	}
+	// journey() copies every field: a head filled with non-zero values
+	// gives a journey with none of them zero.
+	v := reflect.New(ht).Elem()
+	for i := range v.NumField() {
+		f := v.Field(i)
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString("x")
+		case reflect.Int:
+			f.SetInt(1)
+		case reflect.Bool:
+			f.SetBool(true)
+		case reflect.Struct:
+			f.Set(reflect.ValueOf(journeyT0))
+		}
+	}
+	j := reflect.ValueOf(v.Interface().(journeyHead).journey())
+	for i := range j.NumField() {
+		if name := jt.Field(i).Name; name != "Trace" && j.Field(i).IsZero() {
+			t.Errorf("journey() leaves %s zero", name)
+		}
+	}
+}
+
+// BenchmarkJourneysOfLoyalCustomer: evaluating a record reads the
+// profile's journeys. A customer with two years of history has ~100 ended
+// journeys, each with its trace: "whole" is that read before, "untraced"
+// what evaluation reads now.
+func BenchmarkJourneysOfLoyalCustomer(b *testing.B) {
+	ctx := context.Background()
+	db, err := Open(filepath.Join(b.TempDir(), FileName), Options{Clock: clock.NewFake(journeyT0), NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	for i := range 100 {
+		at := journeyT0.Add(time.Duration(i) * 84 * time.Hour)
+		j := Journey{ID: fmt.Sprintf("j%03d", i), Rule: "browse", ProfileID: "loyal", TriggerRecord: fmt.Sprintf("r%d", i), Step: 2, Status: JourneyCompleted, StartedAt: at, UpdatedAt: at}
+		for k := range 5 {
+			j.Trace = append(j.Trace, TraceEntry{At: at.Add(time.Duration(k) * time.Hour), Step: k, Action: "queued", Detail: "send 0123456789abcdef0123456789abcdef"})
+		}
+		if err := db.PutJourney(ctx, j); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		read func(context.Context, string) ([]Journey, error)
+	}{{"whole", db.JourneysByProfile}, {"untraced", db.JourneysByProfileUntraced}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := c.read(ctx, "loyal"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -361,6 +361,10 @@ type Journeys interface {
 	Journey(ctx context.Context, id string) (Journey, error)
 	// JourneysByProfile returns a profile's journeys, oldest first.
 	JourneysByProfile(ctx context.Context, profileID string) ([]Journey, error)
+	// JourneysByProfileUntraced is JourneysByProfile with the journeys
+	// that have ended read without their trace (for deciding, not for
+	// showing: the active ones are whole).
+	JourneysByProfileUntraced(ctx context.Context, profileID string) ([]Journey, error)
 	// ScanJourneys calls fn for every journey of a rule ("" = all rules).
 	ScanJourneys(ctx context.Context, rule string, fn func(Journey) error) error
 	// AppendDecision adds an explain entry for a trigger match that did not
