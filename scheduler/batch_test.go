@@ -216,11 +216,8 @@ func TestHandleBatchFailures(t *testing.T) {
 // one at a time through RunDue, batch kinds included.
 func TestRunDueHandsBatchKindsOneJob(t *testing.T) {
 	t.Parallel()
-	fc := clock.NewFake(t0)
-	db := openStore(t, filepath.Join(t.TempDir(), "s.db"), fc)
-	defer db.Close()
 	ctx := context.Background()
-	s := scheduler.New(db, scheduler.Options{Clock: fc})
+	s, _, _ := loopScheduler(t, 4)
 	var sizes []int
 	s.HandleBatch("b", func(_ context.Context, jobs []storage.Job) []error {
 		sizes = append(sizes, len(jobs))

@@ -294,30 +294,9 @@ func (db *DB) Decisions(ctx context.Context, profileID string) ([]Decision, erro
 func (db *DB) JourneysByProfileUntraced(ctx context.Context, profileID string) ([]Journey, error) {
 	var out []Journey
 	err := db.view(ctx, func(tx *bolt.Tx) error {
-		out = out[:0]
-		b := tx.Bucket(bucketJourneys)
-		prefix := join([]byte(profileID), nil)
-		c := tx.Bucket(bucketJourneysByProfile).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			raw := b.Get(k[len(prefix):])
-			if raw == nil {
-				continue
-			}
-			var h journeyHead
-			if err := json.Unmarshal(raw, &h); err != nil {
-				return fmt.Errorf("decode %s: %w", k[len(prefix):], err)
-			}
-			if h.Status != JourneyWaiting {
-				out = append(out, h.journey())
-				continue
-			}
-			var j Journey
-			if err := json.Unmarshal(raw, &j); err != nil {
-				return fmt.Errorf("decode %s: %w", k[len(prefix):], err)
-			}
-			out = append(out, j)
-		}
-		return nil
+		var err error
+		out, err = readJourneysOfProfileTx(tx, profileID, true)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("storage: journeys of %s: %w", profileID, err)
@@ -351,19 +330,37 @@ func (h journeyHead) journey() Journey {
 }
 
 func journeysOfProfileTx(tx *bolt.Tx, profileID string) ([]Journey, error) {
+	return readJourneysOfProfileTx(tx, profileID, false)
+}
+
+// readJourneysOfProfileTx is journeysOfProfileTx; with untraced, the
+// journeys that have ended are read without their trace.
+func readJourneysOfProfileTx(tx *bolt.Tx, profileID string, untraced bool) ([]Journey, error) {
 	var out []Journey
 	b := tx.Bucket(bucketJourneys)
 	prefix := join([]byte(profileID), nil)
 	c := tx.Bucket(bucketJourneysByProfile).Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		id := k[len(prefix):]
+		raw := b.Get(id)
+		if raw == nil {
+			continue
+		}
+		if untraced {
+			var h journeyHead
+			if err := json.Unmarshal(raw, &h); err != nil {
+				return nil, fmt.Errorf("decode %s: %w", id, err)
+			}
+			if h.Status != JourneyWaiting {
+				out = append(out, h.journey())
+				continue
+			}
+		}
 		var j Journey
-		ok, err := getJSON(b, k[len(prefix):], &j)
-		if err != nil {
-			return nil, err
+		if err := json.Unmarshal(raw, &j); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", id, err)
 		}
-		if ok {
-			out = append(out, j)
-		}
+		out = append(out, j)
 	}
 	return out, nil
 }
