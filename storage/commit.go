@@ -101,6 +101,10 @@ type CommitStats struct {
 	// Options.MaxBatchDelay), HoldSeconds the time spent holding them.
 	Holds       uint64
 	HoldSeconds float64
+	// SpillSeconds is the part of Seconds bbolt spent turning changed
+	// nodes into pages, WriteSeconds the part spent writing them and the
+	// meta page, with both fdatasyncs. The rest ran the writes themselves.
+	SpillSeconds, WriteSeconds float64
 }
 
 // commitCounters accumulate CommitStats; the runner updates them and any
@@ -109,12 +113,16 @@ type commitCounters struct {
 	commits, writes, pages, nanos atomic.Uint64
 	buckets                       [commitBuckets]atomic.Uint64
 	holds, holdNanos              atomic.Uint64
+	spillNanos, writeNanos        atomic.Uint64
 }
 
 // commitBuckets is len(CommitBounds())+1: ten bounds and the overflow.
 const commitBuckets = 11
 
-func (c *commitCounters) record(writes int, pages int64, d time.Duration) {
+func (c *commitCounters) record(writes int, st bolt.TxStats, d time.Duration) {
+	pages := st.GetWrite()
+	c.spillNanos.Add(uint64(max(st.GetSpillTime(), 0)))
+	c.writeNanos.Add(uint64(max(st.GetWriteTime(), 0)))
 	c.commits.Add(1)
 	c.writes.Add(uint64(writes))
 	c.pages.Add(uint64(max(pages, 0)))
@@ -148,7 +156,9 @@ func (db *DB) CommitStats() CommitStats {
 		Buckets: make([]uint64, len(c.buckets)),
 		Holds:   c.holds.Load(),
 		// The hold time, like Seconds, from the nanosecond counter.
-		HoldSeconds: time.Duration(c.holdNanos.Load()).Seconds(),
+		HoldSeconds:  time.Duration(c.holdNanos.Load()).Seconds(),
+		SpillSeconds: time.Duration(c.spillNanos.Load()).Seconds(),
+		WriteSeconds: time.Duration(c.writeNanos.Load()).Seconds(),
 	}
 	for i := range c.buckets {
 		out.Buckets[i] = c.buckets[i].Load()
@@ -315,8 +325,7 @@ func (db *DB) commitCalls(calls []*commitCall) (arrived bool) {
 			continue
 		}
 		if err == nil {
-			st := committed.Stats()
-			db.commit.stats.record(len(calls), st.GetWrite(), time.Since(start))
+			db.commit.stats.record(len(calls), committed.Stats(), time.Since(start))
 		}
 		db.commit.mu.Lock()
 		arrived = db.commit.ingests >= holdMinIngests

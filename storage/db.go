@@ -73,8 +73,15 @@ var (
 	bucketJourneysByRule = []byte("journeys_by_rule")
 	// decisions: profile id | 0x00 | u64 ns | seq → Decision (JSON).
 	bucketDecisions = []byte("decisions")
-	// sends: send id → Send (JSON).
+	// sends: send id → Send (JSON) without its message.
 	bucketSends = []byte("sends")
+	// messages: send id → the send's rendered message, as the sender gave
+	// it. Apart from the send because a send is rewritten at every status
+	// change and engagement event (sending, sent, delivered, opened,
+	// clicked…), its message never after it is created: kept inline, each
+	// of those writes copied the message again. Sends written by earlier
+	// versions hold it inline, and still read.
+	bucketMessages = []byte("messages")
 	// sends_by_profile: profile id | 0x00 | u64 created ns | send id → nil.
 	bucketSendsByProfile = []byte("sends_by_profile")
 	// sends_by_status: status | 0x00 | u64 updated ns | send id → nil.
@@ -89,7 +96,7 @@ func allBuckets() [][]byte {
 		bucketProfiles, bucketIdentities, bucketAliases, bucketCatalog, bucketInventoryItems, bucketProductViews,
 		bucketSuppressions, bucketJobs, bucketJobsDue, bucketJobUnique, bucketJourneys,
 		bucketJourneysByProfile, bucketJourneysByRule, bucketDecisions, bucketSends,
-		bucketSendsByProfile, bucketSendsByStatus, bucketSendsByProviderID,
+		bucketSendsByProfile, bucketSendsByStatus, bucketSendsByProviderID, bucketMessages,
 	}
 }
 

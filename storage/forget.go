@@ -315,6 +315,9 @@ func (db *DB) forgetSendsTx(tx *bolt.Tx, pid string) error {
 			if err := sends.Delete(id); err != nil {
 				return err
 			}
+			if err := tx.Bucket(bucketMessages).Delete(id); err != nil {
+				return err
+			}
 			break
 		}
 		if err := byProfile.Delete(k); err != nil {

@@ -12,12 +12,13 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// The outbox keeps one Send per journey step in bucketSends and three
-// indexes beside it (layouts in db.go): by profile and creation time (the
-// frequency cap and the profile page), by status and update time (the
-// admin's dead-letter list, newest first) and by the provider's message id
-// (engagement webhooks that carry no send id). Every write below keeps all
-// three in step with the stored send inside one transaction.
+// The outbox keeps one Send per journey step in bucketSends, its message
+// in bucketMessages, and three indexes beside them (layouts in db.go): by
+// profile and creation time (the frequency cap and the profile page), by
+// status and update time (the admin's dead-letter list, newest first) and
+// by the provider's message id (engagement webhooks that carry no send
+// id). Every write below keeps all of them in step with the stored send
+// inside one transaction, and every read joins the message back.
 
 // CreateSend adds s unless a send with its id exists. The jobs are enqueued
 // only when the send is created, in the same transaction, so a send and the
@@ -53,7 +54,7 @@ func (db *DB) UpdateSend(ctx context.Context, s Send, jobs ...JobSpec) error {
 		return fmt.Errorf("storage: update send: %w", err)
 	}
 	s.CreatedAt, s.UpdatedAt = s.CreatedAt.UTC(), s.UpdatedAt.UTC()
-	raw, err := json.Marshal(s)
+	raw, err := encodeSend(s)
 	if err != nil {
 		return fmt.Errorf("storage: update send %s: %w", s.ID, err)
 	}
@@ -75,14 +76,53 @@ func (db *DB) encodeNewSend(s *Send) ([]byte, error) {
 		s.UpdatedAt = s.CreatedAt
 	}
 	s.CreatedAt, s.UpdatedAt = s.CreatedAt.UTC(), s.UpdatedAt.UTC()
+	return encodeSend(*s)
+}
+
+// encodeSend encodes s as bucketSends holds it: without its message,
+// which putSendTx keeps in bucketMessages.
+func encodeSend(s Send) ([]byte, error) {
+	s.Message = nil
 	return json.Marshal(s)
+}
+
+// getSendTx reads the send with id, its message joined back: from
+// bucketMessages, or inline in a send an earlier version wrote.
+func getSendTx(tx *bolt.Tx, id []byte) (Send, bool, error) {
+	var s Send
+	found, err := getJSON(tx.Bucket(bucketSends), id, &s)
+	if err != nil || !found {
+		return Send{}, found, err
+	}
+	if len(s.Message) == 0 {
+		// bbolt's value lives in the map only while tx is open.
+		if m := tx.Bucket(bucketMessages).Get(id); m != nil {
+			s.Message = bytes.Clone(m)
+		}
+	}
+	return s, true, nil
+}
+
+// putMessageTx stores m as the message of the send with id, or deletes
+// it when m is empty. An unchanged message is not written again.
+func putMessageTx(tx *bolt.Tx, id string, m MessageJSON) error {
+	b := appendBucket(tx, bucketMessages)
+	old := b.Get([]byte(id))
+	switch {
+	case len(m) == 0 && old == nil, len(m) > 0 && bytes.Equal(old, m):
+		return nil
+	case len(m) == 0:
+		return b.Delete([]byte(id))
+	}
+	// bbolt keeps the value's slice until the commit: the caller's may
+	// change before that.
+	return b.Put([]byte(id), bytes.Clone(m))
 }
 
 // createSendTx is CreateSend inside a caller's transaction; raw is s
 // encoded by encodeNewSend.
 func (db *DB) createSendTx(tx *bolt.Tx, s Send, raw []byte, jobs []JobSpec) (Send, bool, error) {
-	var old Send
-	found, err := getJSON(tx.Bucket(bucketSends), []byte(s.ID), &old)
+	old, found, err := getSendTx(tx, []byte(s.ID))
 	if err != nil {
 		return Send{}, false, err
 	}
@@ -152,8 +192,9 @@ func validSend(s Send) error {
 	return nil
 }
 
-// putSendTx writes s (raw, when not nil, is s encoded) and moves its
-// index entries away from those of old (nil for a new send).
+// putSendTx writes s (raw, when not nil, is s encoded by encodeSend) and
+// its message, and moves its index entries away from those of old (nil
+// for a new send).
 func putSendTx(tx *bolt.Tx, old *Send, s Send, raw []byte) error {
 	byProfile := tx.Bucket(bucketSendsByProfile)
 	byStatus := tx.Bucket(bucketSendsByStatus)
@@ -188,11 +229,14 @@ func putSendTx(tx *bolt.Tx, old *Send, s Send, raw []byte) error {
 	}
 	if raw == nil {
 		var err error
-		if raw, err = json.Marshal(s); err != nil {
+		if raw, err = encodeSend(s); err != nil {
 			return fmt.Errorf("encode send %s: %w", s.ID, err)
 		}
 	}
 	if err := appendBucket(tx, bucketSends).Put([]byte(s.ID), raw); err != nil {
+		return err
+	}
+	if err := putMessageTx(tx, s.ID, s.Message); err != nil {
 		return err
 	}
 	if !keepProfile {
@@ -238,7 +282,9 @@ func providerKey(id string) []byte {
 func (db *DB) Send(ctx context.Context, id string) (Send, error) {
 	var s Send
 	err := db.view(ctx, func(tx *bolt.Tx) error {
-		found, err := getJSON(tx.Bucket(bucketSends), []byte(id), &s)
+		var found bool
+		var err error
+		s, found, err = getSendTx(tx, []byte(id))
 		if err != nil {
 			return err
 		}
@@ -274,7 +320,9 @@ func (db *DB) SendByProviderMessageID(ctx context.Context, providerID string) (S
 		if id == nil {
 			return ErrNotFound
 		}
-		found, err := getJSON(tx.Bucket(bucketSends), id, &s)
+		var found bool
+		var err error
+		s, found, err = getSendTx(tx, id)
 		if err != nil {
 			return err
 		}
@@ -303,7 +351,6 @@ func (db *DB) SendsByProfileSince(ctx context.Context, profileID string, since t
 	var out []Send
 	err := db.view(ctx, func(tx *bolt.Tx) error {
 		out = out[:0]
-		sends := tx.Bucket(bucketSends)
 		prefix := join([]byte(profileID), nil)
 		start := prefix
 		if !since.IsZero() {
@@ -311,7 +358,7 @@ func (db *DB) SendsByProfileSince(ctx context.Context, profileID string, since t
 		}
 		c := tx.Bucket(bucketSendsByProfile).Cursor()
 		for k, _ := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			s, found, err := sendFromIndexKey(sends, k, len(prefix))
+			s, found, err := sendFromIndexKey(tx, k, len(prefix))
 			if err != nil {
 				return err
 			}
@@ -330,13 +377,11 @@ func (db *DB) SendsByProfileSince(ctx context.Context, profileID string, since t
 // sendFromIndexKey loads the send an index key names: the key is a
 // prefix of prefixLen bytes, an 8-byte time, then the send id. A key too
 // short to hold an id, or naming a send that is gone, finds nothing.
-func sendFromIndexKey(sends *bolt.Bucket, k []byte, prefixLen int) (Send, bool, error) {
-	var s Send
+func sendFromIndexKey(tx *bolt.Tx, k []byte, prefixLen int) (Send, bool, error) {
 	if len(k) <= prefixLen+8 {
-		return s, false, nil
+		return Send{}, false, nil
 	}
-	found, err := getJSON(sends, k[prefixLen+8:], &s)
-	return s, found, err
+	return getSendTx(tx, k[prefixLen+8:])
 }
 
 // ListSends returns sends with the given status ("" = all), most recently
@@ -345,11 +390,10 @@ func (db *DB) ListSends(ctx context.Context, status string, limit int) ([]Send, 
 	var out []Send
 	err := db.view(ctx, func(tx *bolt.Tx) error {
 		out = out[:0]
-		sends := tx.Bucket(bucketSends)
 		if status == "" {
-			err := sends.ForEach(func(k, v []byte) error {
-				var s Send
-				if _, err := getJSON(sends, k, &s); err != nil {
+			err := tx.Bucket(bucketSends).ForEach(func(k, v []byte) error {
+				s, _, err := getSendTx(tx, k)
+				if err != nil {
 					return err
 				}
 				out = append(out, s)
@@ -383,7 +427,7 @@ func (db *DB) ListSends(ctx context.Context, status string, limit int) ([]Send, 
 			if limit > 0 && len(out) >= limit {
 				break
 			}
-			s, found, err := sendFromIndexKey(sends, k, len(prefix))
+			s, found, err := sendFromIndexKey(tx, k, len(prefix))
 			if err != nil {
 				return err
 			}

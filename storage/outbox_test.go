@@ -248,24 +248,36 @@ func TestListSendsAndSendsByProfile(t *testing.T) {
 	}
 }
 
-// TestSendMessageStoredInline checks that a send's message is stored as
-// inline JSON (not base64, a third larger), that sends stored with the
-// base64 form still read back, and that bytes that are not JSON survive.
-func TestSendMessageStoredInline(t *testing.T) {
+// TestSendMessageStoredApart checks that a send's message is kept in
+// bucketMessages, byte for byte (JSON or not), and never in the send,
+// which is rewritten at every status change; that sends an earlier
+// version wrote with the message inline (as JSON, or base64 before that)
+// still read back whole; and that rewriting such a send moves its
+// message out.
+func TestSendMessageStoredApart(t *testing.T) {
 	ctx := context.Background()
 	db, _ := openOutboxDB(t)
 	msg := `{"subject":"Your cart","to":{"email":"ann@example.com"}}`
 	tests := []struct {
 		name   string
-		stored string // the send as the store holds it; empty: CreateSend writes it
+		stored string // the send as an earlier version stored it; empty: CreateSend writes it
 		msg    []byte
-		inline bool
 	}{
-		{name: "new send", msg: []byte(msg), inline: true},
+		{name: "new send", msg: []byte(msg)},
 		{name: "no message", msg: nil},
-		{name: "not JSON", msg: []byte("\x00not json"), inline: false},
-		{name: "stored as base64 by an earlier version", msg: []byte(msg),
+		{name: "not JSON", msg: []byte("\x00not json")},
+		{name: "inline JSON, by an earlier version", msg: []byte(msg),
+			stored: `{"id":"%s","profile_id":"p1","status":"sent","message":` + msg + `,"created_at":"2026-03-01T12:00:00Z","updated_at":"2026-03-01T12:00:00Z"}`},
+		{name: "inline base64, by an earlier version", msg: []byte(msg),
 			stored: `{"id":"%s","profile_id":"p1","status":"sent","message":"eyJzdWJqZWN0IjoiWW91ciBjYXJ0IiwidG8iOnsiZW1haWwiOiJhbm5AZXhhbXBsZS5jb20ifX0=","created_at":"2026-03-01T12:00:00Z","updated_at":"2026-03-01T12:00:00Z"}`},
+	}
+	stored := func(id string) (send, message []byte) {
+		_ = db.bolt.View(func(tx *bolt.Tx) error {
+			send = bytes.Clone(tx.Bucket(bucketSends).Get([]byte(id)))
+			message = bytes.Clone(tx.Bucket(bucketMessages).Get([]byte(id)))
+			return nil
+		})
+		return send, message
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -274,18 +286,17 @@ func TestSendMessageStoredInline(t *testing.T) {
 				if _, _, err := db.CreateSend(ctx, Send{ID: id, ProfileID: "p1", Status: SendPending, Message: tc.msg}); err != nil {
 					t.Fatal(err)
 				}
+				send, message := stored(id)
+				if bytes.Contains(send, []byte(`"message"`)) {
+					t.Errorf("message inside the send: %s", send)
+				}
+				if !bytes.Equal(message, tc.msg) {
+					t.Errorf("stored message %q, want %q", message, tc.msg)
+				}
 			} else if err := db.bolt.Update(func(tx *bolt.Tx) error {
 				return tx.Bucket(bucketSends).Put([]byte(id), fmt.Appendf(nil, tc.stored, id))
 			}); err != nil {
 				t.Fatal(err)
-			}
-			var raw []byte
-			_ = db.bolt.View(func(tx *bolt.Tx) error {
-				raw = bytes.Clone(tx.Bucket(bucketSends).Get([]byte(id)))
-				return nil
-			})
-			if got := bytes.Contains(raw, []byte(`"message":{`)); got != tc.inline {
-				t.Errorf("message inline = %v, want %v: %s", got, tc.inline, raw)
 			}
 			s, err := db.Send(ctx, id)
 			if err != nil {
@@ -294,7 +305,42 @@ func TestSendMessageStoredInline(t *testing.T) {
 			if !bytes.Equal(s.Message, tc.msg) {
 				t.Errorf("message read back as %q, want %q", s.Message, tc.msg)
 			}
+			// Every read joins the message: a listing, then a status
+			// change written back from it.
+			list, err := db.SendsByProfile(ctx, "p1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range list {
+				if l.ID == id && !bytes.Equal(l.Message, tc.msg) {
+					t.Errorf("listed message %q, want %q", l.Message, tc.msg)
+				}
+			}
+			s.Status, s.UpdatedAt = SendSent, time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+			if err := db.UpdateSend(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+			send, message := stored(id)
+			if bytes.Contains(send, []byte(`"message"`)) {
+				t.Errorf("message inside the send after an update: %s", send)
+			}
+			if !bytes.Equal(message, tc.msg) {
+				t.Errorf("stored message after an update %q, want %q", message, tc.msg)
+			}
+			if again, _ := db.Send(ctx, id); !bytes.Equal(again.Message, tc.msg) || again.Status != SendSent {
+				t.Errorf("after the update: status %s, message %q", again.Status, again.Message)
+			}
 		})
+	}
+	// Replacing a send replaces its message too: dropped when the new
+	// send has none.
+	s, _ := db.Send(ctx, "s0")
+	s.Message = nil
+	if err := db.UpdateSend(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if _, message := stored("s0"); message != nil {
+		t.Errorf("message kept after an update without one: %q", message)
 	}
 }
 

@@ -162,7 +162,7 @@ func (db *DB) FinishSends(ctx context.Context, fs []SendFinish) error {
 			return fmt.Errorf("storage: finish %s: %w", name(i), err)
 		}
 		s.CreatedAt, s.UpdatedAt = s.CreatedAt.UTC(), s.UpdatedAt.UTC()
-		if raws[i], err = json.Marshal(*s); err != nil {
+		if raws[i], err = encodeSend(*s); err != nil {
 			return fmt.Errorf("storage: finish %s: %w", name(i), err)
 		}
 	}
