@@ -267,3 +267,88 @@ func TestLastRegistrationWins(t *testing.T) {
 		t.Errorf("ran %v, want the handler registered last for both jobs", got)
 	}
 }
+
+// claimSpy is the real store, noting which claim the scheduler makes.
+type claimSpy struct {
+	*storage.DB
+	mu     sync.Mutex
+	claims []string
+}
+
+func (c *claimSpy) note(kind string) {
+	c.mu.Lock()
+	c.claims = append(c.claims, kind)
+	c.mu.Unlock()
+}
+
+func (c *claimSpy) ClaimDueJobs(ctx context.Context, now time.Time, limit int) ([]storage.Job, error) {
+	c.note("now")
+	return c.DB.ClaimDueJobs(ctx, now, limit)
+}
+
+func (c *claimSpy) ClaimDueJobsAhead(ctx context.Context, now time.Time, limit int) ([]storage.Job, error) {
+	c.note("ahead")
+	return c.DB.ClaimDueJobsAhead(ctx, now, limit)
+}
+
+// TestClaimsAheadOnlyWhenWorkersAreBusy: while a claim's jobs can start
+// at once the scheduler claims now; once its workers cannot take a whole
+// batch, it claims ahead, letting the claim share another write's commit.
+func TestClaimsAheadOnlyWhenWorkersAreBusy(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	fc := clock.NewFake(t0)
+	db := openStore(t, filepath.Join(t.TempDir(), "s.db"), fc)
+	t.Cleanup(func() { _ = db.Close() })
+	spy := &claimSpy{DB: db}
+	done := make(chan struct{}, 100)
+	s := scheduler.New(spy, scheduler.Options{
+		Clock: fc, Workers: 4, Batch: 2,
+		OnFinish: func(storage.Job, storage.JobState, time.Duration) { done <- struct{}{} },
+	})
+	release := make(chan struct{})
+	s.HandleBatch("b", func(ctx context.Context, jobs []storage.Job) []error {
+		<-release
+		return make([]error, len(jobs))
+	})
+	for i := range 8 {
+		if _, err := s.Enqueue(ctx, storage.JobSpec{Kind: "b", Payload: []byte(strconv.Itoa(i)), DueAt: t0.Add(-time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.Run(runCtx) }()
+	// Two batches of two fill the four workers; the third claim is made
+	// while they run.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		spy.mu.Lock()
+		n := len(spy.claims)
+		spy.mu.Unlock()
+		if n >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("claims so far: %v", spy.claims)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	for range 8 {
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("jobs did not finish")
+		}
+	}
+	cancel()
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	spy.mu.Lock()
+	defer spy.mu.Unlock()
+	if want := []string{"now", "now", "ahead"}; !slices.Equal(spy.claims[:3], want) {
+		t.Errorf("claims %v, want them to begin %v", spy.claims, want)
+	}
+}

@@ -288,7 +288,14 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	defer wg.Wait()
 	for {
 		now := s.opts.Clock.Now()
-		jobs, err := s.store.ClaimDueJobs(ctx, now, s.opts.Batch)
+		claim := s.store.ClaimDueJobs
+		if cap(sem)-len(sem) < s.opts.Batch {
+			// The workers are busy: these jobs wait for some to finish
+			// anyway, so the claim may wait to share another write's
+			// commit instead of taking the writer for itself.
+			claim = s.store.ClaimDueJobsAhead
+		}
+		jobs, err := claim(ctx, now, s.opts.Batch)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

@@ -31,7 +31,10 @@ import (
 // fast the store commits, so holding their group lets later ones share it;
 // the scheduler's writes come from workers that each wait for their last
 // commit, so holding a group of only those would idle them
-// (bench/README.md, "Holding the group").
+// (bench/README.md, "Holding the group"). The exception is a patient call
+// (a scheduler claim made while its workers are busy, whose jobs cannot
+// start yet anyway): a group of only those waits up to patientFor for
+// another call to share its commit.
 type committer struct {
 	mu      sync.Mutex
 	queue   []*commitCall
@@ -42,7 +45,13 @@ type committer struct {
 	// then signals grown once the queue reaches fullGroup.
 	holding bool
 	grown   chan struct{}
-	stats   commitCounters
+	// urgent counts queued calls that are not patient (see
+	// commitCall.patient); while only patient calls wait, the runner
+	// waits for company, and runQueued signals company when one comes.
+	urgent   int
+	awaiting bool
+	company  chan struct{}
+	stats    commitCounters
 	// busyUntil (unix ns) is when the last commit that saw webhooks
 	// queue behind it stops counting as ingest load (see IngestBusy).
 	busyUntil atomic.Int64
@@ -172,7 +181,16 @@ type commitCall struct {
 	// ingest marks an Append: an arrival from outside, which a held
 	// group waits for (see committer).
 	ingest bool
+	// patient marks a write made ahead of need (a scheduler claim while
+	// its workers are busy): rather than pay a commit of its own it
+	// waits, up to patientFor, for another call to commit with.
+	patient bool
 }
+
+// patientFor is the longest a patient call waits for company. The
+// scheduler's batches commit every few milliseconds while it claims
+// ahead, so a claim rarely waits this long.
+const patientFor = 5 * time.Millisecond
 
 // errTrySolo tells a caller its function failed inside a shared
 // transaction: the others were re-run without it, and it must run alone
@@ -213,6 +231,16 @@ func (db *DB) runQueued(c *commitCall) error {
 	if c.ingest {
 		g.ingests++
 	}
+	if !c.patient {
+		g.urgent++
+		if g.awaiting {
+			g.awaiting = false
+			select {
+			case g.company <- struct{}{}:
+			default:
+			}
+		}
+	}
 	if g.holding && len(g.queue) >= fullGroup {
 		g.holding = false
 		select {
@@ -244,6 +272,9 @@ func (db *DB) commitLoop() {
 		if hold := min(db.opts.MaxBatchDelay, last/2); hold > 0 && g.ingests > 0 && len(g.queue) < fullGroup {
 			db.holdGroup(hold)
 		}
+		if len(g.queue) > 0 && g.urgent == 0 {
+			db.awaitCompany(patientFor)
+		}
 		n := min(len(g.queue), db.opts.MaxBatchSize)
 		if n == 0 {
 			g.running = false
@@ -256,6 +287,9 @@ func (db *DB) commitLoop() {
 		for _, c := range calls {
 			if c.ingest {
 				g.ingests--
+			}
+			if !c.patient {
+				g.urgent--
 			}
 		}
 		clear(g.queue[:n])
@@ -294,6 +328,29 @@ func (db *DB) holdGroup(d time.Duration) {
 	g.stats.holdNanos.Add(uint64(time.Since(start)))
 	g.mu.Lock()
 	g.holding = false
+}
+
+// awaitCompany waits up to d for a call that is not patient; g.mu is
+// held on entry and on return.
+func (db *DB) awaitCompany(d time.Duration) {
+	g := &db.commit
+	if g.company == nil {
+		g.company = make(chan struct{}, 1)
+	}
+	select { // drop a signal left from an earlier wait
+	case <-g.company:
+	default:
+	}
+	g.awaiting = true
+	g.mu.Unlock()
+	t := time.NewTimer(d)
+	select {
+	case <-t.C:
+	case <-g.company:
+	}
+	t.Stop()
+	g.mu.Lock()
+	g.awaiting = false
 }
 
 // commitCalls runs calls in one write transaction. A failing function is

@@ -305,3 +305,68 @@ func TestIngestBusy(t *testing.T) {
 		})
 	}
 }
+
+// TestClaimAheadSharesACommit: a claim made ahead of need joins the next
+// write's commit (one commit for both), and alone still commits, after
+// waiting no longer than patientFor for company.
+func TestClaimAheadSharesACommit(t *testing.T) {
+	t.Parallel()
+	db, _ := openTestDB(t, Options{})
+	ctx := context.Background()
+	enqueue := func(key string) {
+		t.Helper()
+		if _, err := db.EnqueueJobs(ctx, JobSpec{Kind: "k", UniqueKey: key, DueAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enqueue("a")
+
+	// Alone.
+	before := db.CommitStats()
+	start := time.Now()
+	jobs, err := db.ClaimDueJobsAhead(ctx, t0, 10)
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("claim alone: %d jobs, %v", len(jobs), err)
+	}
+	if waited := time.Since(start); waited < patientFor/2 {
+		t.Errorf("a claim ahead with nothing to share committed after %v, without waiting for company", waited)
+	}
+	if got := db.CommitStats().Commits - before.Commits; got != 1 {
+		t.Errorf("claim alone: %d commits", got)
+	}
+
+	// With company: the claim waits in the queue, then an urgent write
+	// arrives and both commit together.
+	enqueue("b")
+	before = db.CommitStats()
+	claimed := make(chan int, 1)
+	go func() {
+		jobs, err := db.ClaimDueJobsAhead(ctx, t0, 10)
+		if err != nil {
+			t.Error(err)
+		}
+		claimed <- len(jobs)
+	}()
+	for deadline, queued := time.Now().Add(10*time.Second), false; !queued; {
+		db.commit.mu.Lock()
+		queued = db.commit.awaiting
+		db.commit.mu.Unlock()
+		if !queued && time.Now().After(deadline) {
+			t.Fatal("the claim ahead never waited for company")
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+	enqueue("c") // due at t0 too, but enqueued after the claim ran
+	if n := <-claimed; n != 1 {
+		t.Errorf("claim with company took %d jobs, want 1", n)
+	}
+	after := db.CommitStats()
+	if commits, writes := after.Commits-before.Commits, after.Writes-before.Writes; commits != 1 || writes != 2 {
+		t.Errorf("claim ahead and a write: %d commits of %d writes, want 1 of 2", commits, writes)
+	}
+	// An urgent claim does not wait.
+	jobs, err = db.ClaimDueJobs(ctx, t0, 10)
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("urgent claim: %d jobs, %v", len(jobs), err)
+	}
+}

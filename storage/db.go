@@ -277,6 +277,16 @@ func (db *DB) batch(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	return closedErr(db.runBatched(fn))
 }
 
+// patientBatch is batch for a write made ahead of need, which waits a
+// little for another write to share a commit with (see
+// commitCall.patient).
+func (db *DB) patientBatch(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return closedErr(db.runQueued(&commitCall{fn: fn, err: make(chan error, 1), patient: true}))
+}
+
 // batchIngest is batch for Append, whose group commit may be held open
 // for more arrivals (see committer).
 func (db *DB) batchIngest(ctx context.Context, fn func(tx *bolt.Tx) error) error {

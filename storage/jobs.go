@@ -81,6 +81,20 @@ func dueKey(t time.Time, id uint64) []byte {
 
 // ClaimDueJobs moves due jobs to running.
 func (db *DB) ClaimDueJobs(ctx context.Context, now time.Time, limit int) ([]Job, error) {
+	return db.claimDueJobs(ctx, now, limit, false)
+}
+
+// ClaimDueJobsAhead moves due jobs to running in the next commit another
+// write makes, or alone after a few milliseconds: a claim made while the
+// scheduler's workers are all busy has no use for its jobs yet, and
+// sharing a commit spares the writer a transaction, its two fdatasyncs
+// and its meta and branch pages (bench/sched: 2.7 → 2.0 commits per batch
+// of steps).
+func (db *DB) ClaimDueJobsAhead(ctx context.Context, now time.Time, limit int) ([]Job, error) {
+	return db.claimDueJobs(ctx, now, limit, true)
+}
+
+func (db *DB) claimDueJobs(ctx context.Context, now time.Time, limit int, ahead bool) ([]Job, error) {
 	if limit <= 0 {
 		limit = 1
 	}
@@ -105,7 +119,7 @@ func (db *DB) ClaimDueJobs(ctx context.Context, now time.Time, limit int) ([]Job
 	// would take the writer and an fsync for itself between their
 	// commits. The function may run again (a failed batch); it starts
 	// from nothing each time.
-	err = db.batch(ctx, func(tx *bolt.Tx) error {
+	claim := func(tx *bolt.Tx) error {
 		out = out[:0]
 		jobs := tx.Bucket(bucketJobs)
 		due := tx.Bucket(bucketJobsDue)
@@ -140,7 +154,12 @@ func (db *DB) ClaimDueJobs(ctx context.Context, now time.Time, limit int) ([]Job
 			}
 		}
 		return nil
-	})
+	}
+	if ahead {
+		err = db.patientBatch(ctx, claim)
+	} else {
+		err = db.batch(ctx, claim)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("storage: claim jobs: %w", err)
 	}

@@ -39,6 +39,18 @@ func (db *DB) putJourneyTx(tx *bolt.Tx, j Journey, raw []byte, jobs []JobSpec) e
 	b := appendBucket(tx, bucketJourneys)
 	byProfile := tx.Bucket(bucketJourneysByProfile)
 	byRule := tx.Bucket(bucketJourneysByRule)
+	profileKey, ruleKey := join([]byte(j.ProfileID), []byte(j.ID)), join([]byte(j.Rule), []byte(j.ID))
+	if byProfile.Get(profileKey) != nil && byRule.Get(ruleKey) != nil {
+		// Indexed under these already, so the stored journey has this
+		// profile and rule (each journey has one entry in each index):
+		// the usual update, a step moving on, needs no decoding of the
+		// stored journey, whose trace grows with every step.
+		if err := b.Put([]byte(j.ID), raw); err != nil {
+			return err
+		}
+		_, err := db.enqueueJobsTx(tx, jobs)
+		return err
+	}
 	// Only the indexed fields of the stored journey matter here; its
 	// trace is not decoded.
 	var old struct {
@@ -66,12 +78,12 @@ func (db *DB) putJourneyTx(tx *bolt.Tx, j Journey, raw []byte, jobs []JobSpec) e
 	// Re-putting an unchanged index key would still rewrite its page (a
 	// random leaf per journey update), so only changed entries are put.
 	if !found || old.ProfileID != j.ProfileID {
-		if err := byProfile.Put(join([]byte(j.ProfileID), []byte(j.ID)), nil); err != nil {
+		if err := byProfile.Put(profileKey, nil); err != nil {
 			return err
 		}
 	}
 	if !found || old.Rule != j.Rule {
-		if err := byRule.Put(join([]byte(j.Rule), []byte(j.ID)), nil); err != nil {
+		if err := byRule.Put(ruleKey, nil); err != nil {
 			return err
 		}
 	}

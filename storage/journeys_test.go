@@ -57,6 +57,26 @@ func TestPutJourneyIndexesAndEnqueuesAtomically(t *testing.T) {
 	require.Empty(t, cart)
 	require.Equal(t, []string{"j1"}, cart2)
 
+	// So does a move to another profile (a merge rewrites journeys
+	// itself; PutJourney must still keep the index right), and a step
+	// moving on under the same profile and rule keeps both entries.
+	j.ProfileID = "p2"
+	require.NoError(t, db.PutJourney(ctx, j))
+	j.Step, j.UpdatedAt = 2, journeyT0.Add(time.Hour)
+	require.NoError(t, db.PutJourney(ctx, j))
+	for pid, want := range map[string][]string{"p1": nil, "p2": {"j1"}} {
+		js, err := db.JourneysByProfile(ctx, pid)
+		require.NoError(t, err)
+		var ids []string
+		for _, x := range js {
+			ids = append(ids, x.ID)
+		}
+		require.Equal(t, want, ids, "journeys of %s", pid)
+	}
+	got, err = db.Journey(ctx, "j1")
+	require.NoError(t, err)
+	require.Equal(t, 2, got.Step)
+
 	_, err = db.Journey(ctx, "nope")
 	require.True(t, errors.Is(err, ErrNotFound))
 	require.True(t, errors.Is(db.PutJourney(ctx, Journey{ID: "x"}), ErrInvalid))

@@ -301,6 +301,10 @@ type Jobs interface {
 	// ClaimDueJobs moves up to limit scheduled or retryable jobs due at or
 	// before now to running, incrementing Attempts, and returns them.
 	ClaimDueJobs(ctx context.Context, now time.Time, limit int) ([]Job, error)
+	// ClaimDueJobsAhead is ClaimDueJobs for a claim made before workers
+	// are free to run its jobs: its write waits a few milliseconds for
+	// another write to share a commit with, rather than pay one alone.
+	ClaimDueJobsAhead(ctx context.Context, now time.Time, limit int) ([]Job, error)
 	// FinishJob records the outcome of a running job.
 	FinishJob(ctx context.Context, id uint64, out JobOutcome) error
 	// NextJobDue returns the earliest due time of a scheduled or retryable job.
