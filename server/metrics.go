@@ -55,6 +55,7 @@ type commitCollector struct {
 	commits, writes, pages *prometheus.Desc
 	seconds                *prometheus.Desc
 	holds, holdSeconds     *prometheus.Desc
+	spill, write           *prometheus.Desc
 }
 
 func newCommitCollector(store commitStatser) *commitCollector {
@@ -72,6 +73,10 @@ func newCommitCollector(store commitStatser) *commitCollector {
 			"Groups the commit held open for more webhooks while commits ran back to back (storage.max_batch_delay).", nil, nil),
 		holdSeconds: prometheus.NewDesc("nudge_store_commit_hold_seconds_total",
 			"Time spent holding those groups open.", nil, nil),
+		spill: prometheus.NewDesc("nudge_store_commit_spill_seconds_total",
+			"Part of the commits' duration spent turning changed nodes into pages.", nil, nil),
+		write: prometheus.NewDesc("nudge_store_commit_write_seconds_total",
+			"Part of the commits' duration spent writing pages and fsyncing them: near the whole, the disk bounds the store; far below, the writes' CPU does.", nil, nil),
 	}
 }
 
@@ -83,6 +88,8 @@ func (c *commitCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.seconds
 	ch <- c.holds
 	ch <- c.holdSeconds
+	ch <- c.spill
+	ch <- c.write
 }
 
 // Collect implements prometheus.Collector.
@@ -102,6 +109,8 @@ func (c *commitCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstHistogram(c.seconds, s.Commits, s.Seconds, buckets)
 	ch <- prometheus.MustNewConstMetric(c.holds, prometheus.CounterValue, float64(s.Holds))
 	ch <- prometheus.MustNewConstMetric(c.holdSeconds, prometheus.CounterValue, s.HoldSeconds)
+	ch <- prometheus.MustNewConstMetric(c.spill, prometheus.CounterValue, s.SpillSeconds)
+	ch <- prometheus.MustNewConstMetric(c.write, prometheus.CounterValue, s.WriteSeconds)
 }
 
 // cachedStoreBytes reads the store size at most once a minute. A store

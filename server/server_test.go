@@ -289,7 +289,7 @@ func TestCommitMetrics(t *testing.T) {
 		return out
 	}
 	before := scrape()
-	for _, name := range []string{"nudge_store_commits_total", "nudge_store_commit_writes_total", "nudge_store_commit_pages_total", "nudge_store_commit_seconds_count", "nudge_store_commit_seconds_sum", "nudge_store_commit_holds_total", "nudge_store_commit_hold_seconds_total"} {
+	for _, name := range []string{"nudge_store_commits_total", "nudge_store_commit_writes_total", "nudge_store_commit_pages_total", "nudge_store_commit_seconds_count", "nudge_store_commit_seconds_sum", "nudge_store_commit_holds_total", "nudge_store_commit_hold_seconds_total", "nudge_store_commit_spill_seconds_total", "nudge_store_commit_write_seconds_total"} {
 		if _, ok := before[name]; !ok {
 			t.Fatalf("/metrics has no %s: %v", name, before)
 		}
@@ -313,6 +313,12 @@ func TestCommitMetrics(t *testing.T) {
 	}
 	if inf := after[`nudge_store_commit_seconds_bucket{le="+Inf"}`]; inf != after["nudge_store_commits_total"] {
 		t.Errorf("+Inf bucket %v, commits %v", inf, after["nudge_store_commits_total"])
+	}
+	// Writing (with its fsyncs) took time, and it and spilling are parts
+	// of the commits' summed duration.
+	spill, write := after["nudge_store_commit_spill_seconds_total"], after["nudge_store_commit_write_seconds_total"]
+	if write <= before["nudge_store_commit_write_seconds_total"] || spill+write > after["nudge_store_commit_seconds_sum"] {
+		t.Errorf("spill %v s, write %v s (before %v s), of %v s", spill, write, before["nudge_store_commit_write_seconds_total"], after["nudge_store_commit_seconds_sum"])
 	}
 }
 
