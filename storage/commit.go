@@ -41,17 +41,15 @@ type committer struct {
 	running bool // a runner goroutine owns the writer
 	// ingests counts queued calls made by Append (see commitCall.ingest).
 	ingests int
-	// holding is true while the runner holds a group open; runBatched
-	// then signals grown once the queue reaches fullGroup.
-	holding bool
-	grown   chan struct{}
+	// hold is the runner holding a group open; runQueued ends it once
+	// the queue reaches fullGroup.
+	hold wakeup
 	// urgent counts queued calls that are not patient (see
 	// commitCall.patient); while only patient calls wait, the runner
-	// waits for company, and runQueued signals company when one comes.
-	urgent   int
-	awaiting bool
-	company  chan struct{}
-	stats    commitCounters
+	// waits for company, and runQueued ends that wait when one comes.
+	urgent  int
+	company wakeup
+	stats   commitCounters
 	// busyUntil (unix ns) is when the last commit that saw webhooks
 	// queue behind it stops counting as ingest load (see IngestBusy).
 	busyUntil atomic.Int64
@@ -233,20 +231,10 @@ func (db *DB) runQueued(c *commitCall) error {
 	}
 	if !c.patient {
 		g.urgent++
-		if g.awaiting {
-			g.awaiting = false
-			select {
-			case g.company <- struct{}{}:
-			default:
-			}
-		}
+		g.company.end()
 	}
-	if g.holding && len(g.queue) >= fullGroup {
-		g.holding = false
-		select {
-		case g.grown <- struct{}{}:
-		default:
-		}
+	if len(g.queue) >= fullGroup {
+		g.hold.end()
 	}
 	if !g.running {
 		g.running = true
@@ -308,49 +296,58 @@ func (db *DB) commitLoop() {
 // on entry and on return.
 func (db *DB) holdGroup(d time.Duration) {
 	g := &db.commit
-	if g.grown == nil {
-		g.grown = make(chan struct{}, 1)
-	}
-	select { // drop a signal left from an earlier hold
-	case <-g.grown:
-	default:
-	}
-	g.holding = true
-	g.mu.Unlock()
 	start := time.Now()
-	t := time.NewTimer(d)
-	select {
-	case <-t.C:
-	case <-g.grown:
-	}
-	t.Stop()
+	g.hold.wait(&g.mu, d)
 	g.stats.holds.Add(1)
 	g.stats.holdNanos.Add(uint64(time.Since(start)))
-	g.mu.Lock()
-	g.holding = false
 }
 
 // awaitCompany waits up to d for a call that is not patient; g.mu is
 // held on entry and on return.
 func (db *DB) awaitCompany(d time.Duration) {
 	g := &db.commit
-	if g.company == nil {
-		g.company = make(chan struct{}, 1)
+	g.company.wait(&g.mu, d)
+}
+
+// wakeup is a wait of the commit runner that runQueued may end early.
+// Both are guarded by the committer's mutex.
+type wakeup struct {
+	waiting bool
+	ch      chan struct{}
+}
+
+// wait releases mu for up to d, or until end is called; mu is held on
+// entry and on return.
+func (w *wakeup) wait(mu *sync.Mutex, d time.Duration) {
+	if w.ch == nil {
+		w.ch = make(chan struct{}, 1)
 	}
 	select { // drop a signal left from an earlier wait
-	case <-g.company:
+	case <-w.ch:
 	default:
 	}
-	g.awaiting = true
-	g.mu.Unlock()
+	w.waiting = true
+	mu.Unlock()
 	t := time.NewTimer(d)
 	select {
 	case <-t.C:
-	case <-g.company:
+	case <-w.ch:
 	}
 	t.Stop()
-	g.mu.Lock()
-	g.awaiting = false
+	mu.Lock()
+	w.waiting = false
+}
+
+// end ends a wait in progress, if any.
+func (w *wakeup) end() {
+	if !w.waiting {
+		return
+	}
+	w.waiting = false
+	select {
+	case w.ch <- struct{}{}:
+	default:
+	}
 }
 
 // commitCalls runs calls in one write transaction. A failing function is

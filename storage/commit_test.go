@@ -197,7 +197,7 @@ func TestHoldGroupOpen(t *testing.T) {
 			time.Sleep(600 * time.Millisecond)
 			release()
 			if tc.late > 0 {
-				waitCommitState(t, db, "holding", func(g *committer) bool { return g.holding })
+				waitCommitState(t, db, "holding", func(g *committer) bool { return g.hold.waiting })
 				appendN(t, db, "late", tc.late, &wg)
 			}
 			wg.Wait()
@@ -235,7 +235,7 @@ func TestHoldGroupOpen(t *testing.T) {
 		waitCommitState(t, db, "appends queued", func(g *committer) bool { return len(g.queue) == holdMinIngests })
 		time.Sleep(4 * time.Second) // the hold may last up to 2 s
 		release()
-		waitCommitState(t, db, "holding", func(g *committer) bool { return g.holding })
+		waitCommitState(t, db, "holding", func(g *committer) bool { return g.hold.waiting })
 		appendN(t, db, "burst", fullGroup, &wg)
 		wg.Wait()
 		// The burst may commit in two groups, the second held briefly.
@@ -347,15 +347,7 @@ func TestClaimAheadSharesACommit(t *testing.T) {
 		}
 		claimed <- len(jobs)
 	}()
-	for deadline, queued := time.Now().Add(10*time.Second), false; !queued; {
-		db.commit.mu.Lock()
-		queued = db.commit.awaiting
-		db.commit.mu.Unlock()
-		if !queued && time.Now().After(deadline) {
-			t.Fatal("the claim ahead never waited for company")
-		}
-		time.Sleep(50 * time.Microsecond)
-	}
+	waitCommitState(t, db, "a claim ahead waiting for company", func(g *committer) bool { return g.company.waiting })
 	enqueue("c") // due at t0 too, but enqueued after the claim ran
 	if n := <-claimed; n != 1 {
 		t.Errorf("claim with company took %d jobs, want 1", n)
