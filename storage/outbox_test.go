@@ -279,6 +279,16 @@ func TestSendMessageStoredApart(t *testing.T) {
 		})
 		return send, message
 	}
+	storedApart := func(t *testing.T, when, id string, want []byte) {
+		t.Helper()
+		send, message := stored(id)
+		if bytes.Contains(send, []byte(`"message"`)) {
+			t.Errorf("%s: message inside the send: %s", when, send)
+		}
+		if !bytes.Equal(message, want) {
+			t.Errorf("%s: stored message %q, want %q", when, message, want)
+		}
+	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			id := fmt.Sprintf("s%d", i)
@@ -286,13 +296,7 @@ func TestSendMessageStoredApart(t *testing.T) {
 				if _, _, err := db.CreateSend(ctx, Send{ID: id, ProfileID: "p1", Status: SendPending, Message: tc.msg}); err != nil {
 					t.Fatal(err)
 				}
-				send, message := stored(id)
-				if bytes.Contains(send, []byte(`"message"`)) {
-					t.Errorf("message inside the send: %s", send)
-				}
-				if !bytes.Equal(message, tc.msg) {
-					t.Errorf("stored message %q, want %q", message, tc.msg)
-				}
+				storedApart(t, "created", id, tc.msg)
 			} else if err := db.bolt.Update(func(tx *bolt.Tx) error {
 				return tx.Bucket(bucketSends).Put([]byte(id), fmt.Appendf(nil, tc.stored, id))
 			}); err != nil {
@@ -320,13 +324,7 @@ func TestSendMessageStoredApart(t *testing.T) {
 			if err := db.UpdateSend(ctx, s); err != nil {
 				t.Fatal(err)
 			}
-			send, message := stored(id)
-			if bytes.Contains(send, []byte(`"message"`)) {
-				t.Errorf("message inside the send after an update: %s", send)
-			}
-			if !bytes.Equal(message, tc.msg) {
-				t.Errorf("stored message after an update %q, want %q", message, tc.msg)
-			}
+			storedApart(t, "updated", id, tc.msg)
 			if again, _ := db.Send(ctx, id); !bytes.Equal(again.Message, tc.msg) || again.Status != SendSent {
 				t.Errorf("after the update: status %s, message %q", again.Status, again.Message)
 			}
