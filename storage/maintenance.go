@@ -25,7 +25,7 @@ const pruneMarkPrefix = "prune_mark:"
 
 // Prune removes records (with their indexes and raw deliveries) that
 // occurred and were received before cutoff, raw deliveries received
-// before cutoff,
+// before cutoff, the rendered messages of sends settled before cutoff,
 // product_views entries last touched before cutoff, and unique keys of
 // finished jobs created before cutoff. It returns how many records went.
 //
@@ -41,6 +41,9 @@ func (db *DB) Prune(ctx context.Context, cutoff time.Time) (int, error) {
 	}
 	if err := db.pruneDeliveries(ctx, cutoff); err != nil {
 		return n, fmt.Errorf("storage: prune deliveries: %w", err)
+	}
+	if err := db.pruneMessages(ctx, cutoff); err != nil {
+		return n, fmt.Errorf("storage: prune messages: %w", err)
 	}
 	end := boundKey(cutoff)
 	err = db.pruneKeys(ctx, bucketProductViews, func(_ *bolt.Tx, _, v []byte) bool {
@@ -107,6 +110,67 @@ func (db *DB) pruneRecords(ctx context.Context, cutoff time.Time) (int, error) {
 			return total, err
 		}
 	}
+}
+
+// settledSendStatuses are the states a send does not leave to be
+// delivered again: its rendered message has no further use in sending.
+func settledSendStatuses() []string {
+	return []string{SendSent, SendDead, SendUnknown, SendHeld, SendSkipped}
+}
+
+// pruneMessages deletes the rendered messages of sends in a settled state
+// that were last updated before cutoff. A message holds what the records
+// of its time held (the address, names, cart items), so it goes with them;
+// the send itself (status, times, engagement) stays for the rule's
+// counts. Sends are found through the status index (status | updated ns |
+// id), so only the old part of each status is walked.
+func (db *DB) pruneMessages(ctx context.Context, cutoff time.Time) error {
+	for _, status := range settledSendStatuses() {
+		prefix := join([]byte(status), nil)
+		end := append(bytes.Clone(prefix), timeKey(cutoff)...)
+		var batch [][]byte // status index keys
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			err := db.update(ctx, func(tx *bolt.Tx) error {
+				byStatus, messages := tx.Bucket(bucketSendsByStatus), tx.Bucket(bucketMessages)
+				for _, k := range batch {
+					if byStatus.Get(k) == nil {
+						continue // updated since the scan: not settled that long ago
+					}
+					if err := messages.Delete(k[len(prefix)+8:]); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			batch = batch[:0]
+			return err
+		}
+		err := pageScan(ctx, db, bucketSendsByStatus, prefix,
+			func(k []byte) bool { return !bytes.HasPrefix(k, prefix) || bytes.Compare(k, end) >= 0 },
+			func(tx *bolt.Tx, k, _ []byte) ([]byte, bool, error) {
+				if len(k) <= len(prefix)+8 || tx.Bucket(bucketMessages).Get(k[len(prefix)+8:]) == nil {
+					return nil, false, nil
+				}
+				return bytes.Clone(k), true, nil
+			},
+			func(k []byte) error {
+				batch = append(batch, k)
+				if len(batch) >= pruneChunk {
+					return flush()
+				}
+				return nil
+			})
+		if err != nil {
+			return err
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // pruneScan bounds the rec_by_time entries one read transaction of

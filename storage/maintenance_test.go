@@ -139,6 +139,67 @@ func TestPruneKeepsRecentBackfill(t *testing.T) {
 	}
 }
 
+// TestPruneMessages: retention drops the rendered messages of sends
+// settled before the cutoff (sent, dead, unknown, held, skipped) and
+// keeps the sends themselves; messages of sends that may still be
+// delivered (pending, sending, retrying), and of sends updated after the
+// cutoff, stay. More than one chunk of old sends, so the walk pages.
+func TestPruneMessages(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewFake(t0)
+	db, _ := openTestDB(t, Options{Clock: clk})
+	ctx := context.Background()
+	msg := MessageJSON(`{"to":{"email":"ann@example.com"},"template_data":{"customer":{"first_name":"Ann"}}}`)
+	kept := map[string]bool{} // send id → its message must stay
+	put := func(id, status string, updated time.Time, keep bool) {
+		t.Helper()
+		clk.Set(updated)
+		if _, _, err := db.CreateSend(ctx, Send{ID: id, ProfileID: "p1", Status: status, Message: msg}); err != nil {
+			t.Fatal(err)
+		}
+		kept[id] = keep
+	}
+	old, recent := t0, t0.Add(48*time.Hour)
+	for i := range pruneChunk + 5 {
+		put(fmt.Sprintf("old-sent-%04d", i), SendSent, old.Add(time.Duration(i)*time.Second), false)
+	}
+	for _, st := range []string{SendDead, SendUnknown, SendHeld, SendSkipped} {
+		put("old-"+st, st, old, false)
+	}
+	for _, st := range []string{SendPending, SendSending, SendRetrying} {
+		put("old-"+st, st, old, true)
+	}
+	put("recent-sent", SendSent, recent, true)
+	// Settled long ago, then opened after the cutoff: its last update is
+	// recent, so its message stays.
+	put("old-then-opened", SendSent, old, true)
+	s, err := db.Send(ctx, "old-then-opened")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Engagement = map[string]int{"opened": 1}
+	clk.Set(recent)
+	if err := db.UpdateSend(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := db.Prune(ctx, t0.Add(24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range kept {
+		got, err := db.Send(ctx, id)
+		if err != nil {
+			t.Fatalf("send %s: %v (sends stay; only their messages go)", id, err)
+		}
+		if has := len(got.Message) > 0; has != want {
+			t.Errorf("send %s (%s): message kept = %v, want %v", id, got.Status, has, want)
+		}
+	}
+	if err := db.Check(); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestPruneJobUniqueKeys(t *testing.T) {
 	t.Parallel()
 	clk := clock.NewFake(t0)

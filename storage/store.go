@@ -53,7 +53,9 @@ type Store interface {
 	// entry is kept only as a hash, so a forgotten address is still
 	// never mailed. It returns ErrNotFound for an unknown profile.
 	Forget(ctx context.Context, profileID string) error
-	// Prune removes records and raw deliveries that occurred before cutoff.
+	// Prune removes records, raw deliveries and the messages of settled
+	// sends older than cutoff (see DB.Prune), returning how many records
+	// went.
 	Prune(ctx context.Context, cutoff time.Time) (int, error)
 	// Close waits for pending group commits and closes the file.
 	Close() error
