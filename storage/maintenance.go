@@ -128,45 +128,18 @@ func (db *DB) pruneMessages(ctx context.Context, cutoff time.Time) error {
 	for _, status := range settledSendStatuses() {
 		prefix := join([]byte(status), nil)
 		end := append(bytes.Clone(prefix), timeKey(cutoff)...)
-		var batch [][]byte // status index keys
-		flush := func() error {
-			if len(batch) == 0 {
-				return nil
-			}
-			err := db.update(ctx, func(tx *bolt.Tx) error {
-				byStatus, messages := tx.Bucket(bucketSendsByStatus), tx.Bucket(bucketMessages)
-				for _, k := range batch {
-					if byStatus.Get(k) == nil {
-						continue // updated since the scan: not settled that long ago
-					}
-					if err := messages.Delete(k[len(prefix)+8:]); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			batch = batch[:0]
-			return err
-		}
-		err := pageScan(ctx, db, bucketSendsByStatus, prefix,
+		err := db.pruneRange(ctx, bucketSendsByStatus, prefix,
 			func(k []byte) bool { return !bytes.HasPrefix(k, prefix) || bytes.Compare(k, end) >= 0 },
-			func(tx *bolt.Tx, k, _ []byte) ([]byte, bool, error) {
-				if len(k) <= len(prefix)+8 || tx.Bucket(bucketMessages).Get(k[len(prefix)+8:]) == nil {
-					return nil, false, nil
-				}
-				return bytes.Clone(k), true, nil
+			func(tx *bolt.Tx, k, _ []byte) bool {
+				return len(k) > len(prefix)+8 && tx.Bucket(bucketMessages).Get(k[len(prefix)+8:]) != nil
 			},
-			func(k []byte) error {
-				batch = append(batch, k)
-				if len(batch) >= pruneChunk {
-					return flush()
+			func(tx *bolt.Tx, k []byte) error {
+				if tx.Bucket(bucketSendsByStatus).Get(k) == nil {
+					return nil // updated since the scan: not settled that long ago
 				}
-				return nil
+				return tx.Bucket(bucketMessages).Delete(k[len(prefix)+8:])
 			})
 		if err != nil {
-			return err
-		}
-		if err := flush(); err != nil {
 			return err
 		}
 	}
@@ -264,6 +237,12 @@ func (db *DB) pruneKeys(ctx context.Context, bucket []byte, drop func(tx *bolt.T
 // pruneKeysWith is pruneKeys with the deletion of one key given, for
 // entries that own values elsewhere.
 func (db *DB) pruneKeysWith(ctx context.Context, bucket []byte, drop func(tx *bolt.Tx, k, v []byte) bool, del func(tx *bolt.Tx, k []byte) error) error {
+	return db.pruneRange(ctx, bucket, nil, nil, drop, del)
+}
+
+// pruneRange is pruneKeysWith over the keys from `from` until stop(k)
+// (see pageScan).
+func (db *DB) pruneRange(ctx context.Context, bucket, from []byte, stop func(k []byte) bool, drop func(tx *bolt.Tx, k, v []byte) bool, del func(tx *bolt.Tx, k []byte) error) error {
 	var batch [][]byte
 	flush := func() error {
 		if len(batch) == 0 {
@@ -280,7 +259,7 @@ func (db *DB) pruneKeysWith(ctx context.Context, bucket []byte, drop func(tx *bo
 		batch = batch[:0]
 		return err
 	}
-	err := pageScan(ctx, db, bucket, nil, nil,
+	err := pageScan(ctx, db, bucket, from, stop,
 		func(tx *bolt.Tx, k, v []byte) ([]byte, bool, error) {
 			if drop(tx, k, v) {
 				return bytes.Clone(k), true, nil
