@@ -3,7 +3,6 @@ package sending
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	htmltemplate "html/template"
 	"net/url"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	texttemplate "text/template"
 	"time"
+
+	json "github.com/goccy/go-json"
 
 	"github.com/nudge-email/nudge/behavior"
 	"github.com/nudge-email/nudge/config"
@@ -331,15 +332,11 @@ func (c *templateCache) subject(src string, data any) (string, error) {
 }
 
 // jsonMarshal encodes without escaping <, > and &, so the stored message
-// shows the HTML as it is sent.
+// shows the HTML as it is sent. goccy/go-json, as storage uses: every due
+// step renders and encodes a message, and encoding/json's reflection
+// took a third of the rendering's CPU.
 func jsonMarshal(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+	return json.MarshalWithOption(v, json.DisableHTMLEscape())
 }
 
 // safeLink returns link when it is an http(s) URL on one of the shop's

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nudge-email/nudge/behavior"
 	"github.com/nudge-email/nudge/config"
+	"github.com/nudge-email/nudge/connectors"
 	"github.com/nudge-email/nudge/dispatch"
 	"github.com/nudge-email/nudge/storage"
 )
@@ -130,6 +131,16 @@ func TestLocalTemplatesEscapeHTMLAndReload(t *testing.T) {
 	assert.Contains(t, msg.HTML, `href="https://example.com/p/trail"`)
 	assert.Contains(t, msg.HTML, `href="https://nudge.example.com/u/`)
 	assert.Equal(t, `<script>alert("x")</script> & Co $54.00`, msg.Text)
+
+	// The stored form keeps the HTML readable (no \u003c) and decodes
+	// to the same message.
+	raw, err := jsonMarshal(msg)
+	require.NoError(t, err)
+	assert.Contains(t, string(raw), `<h1>Hi Ann</h1>`)
+	assert.NotContains(t, string(raw), `\u003c`)
+	var back connectors.Message
+	require.NoError(t, json.Unmarshal(raw, &back))
+	assert.Equal(t, msg, back)
 
 	// Editing the file takes effect without a restart.
 	later := time.Now().Add(time.Hour)

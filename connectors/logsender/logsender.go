@@ -11,7 +11,6 @@ package logsender
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -19,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+
+	json "github.com/goccy/go-json"
 
 	"github.com/nudge-email/nudge/connectors"
 )
