@@ -88,8 +88,19 @@ func identityKeyIs(x behavior.Identity, k string) bool {
 // applyToProfile resolves a record's identities to one profile — creating
 // it, or merging every profile they name into the oldest — then attaches
 // new identities and applies the record's facts. It returns the profile id.
-func (st *appendState) applyToProfile(r behavior.Record, ids []behavior.Identity) (string, error) {
+// A plan (planProfile) that still holds is written as it is.
+func (st *appendState) applyToProfile(r behavior.Record, ids []behavior.Identity, plan *profilePlan) (string, error) {
 	tx := st.tx
+	if plan != nil && planUsable(tx, plan) {
+		st.loaded = loadedProfile{}
+		if err := tx.Bucket(bucketProfiles).Put([]byte(plan.pid), plan.after); err != nil {
+			return "", fmt.Errorf("put profile: %w", err)
+		}
+		// As below: after and p are never modified, so the memo may
+		// keep them (and this run may be repeated: it puts the same).
+		st.db.profiles.put(plan.pid, plan.after, plan.p)
+		return plan.pid, nil
+	}
 	idb := tx.Bucket(bucketIdentities)
 	keys := make([][]byte, len(ids))
 	var found []string

@@ -134,6 +134,9 @@ type preparedIngest struct {
 	release func()
 	// evaluateSince: see Ingest.EvaluateSince.
 	evaluateSince time.Time
+	// plans are the records' profile updates worked out beforehand
+	// (planProfiles); nil, or nil for a record, when there is none.
+	plans []*profilePlan
 }
 
 // prepareIngest validates and fills copies of the caller's records; the
@@ -199,6 +202,7 @@ func (db *DB) Append(ctx context.Context, in Ingest) (AppendResult, error) {
 	if len(p.records) == 0 && p.delivery == nil {
 		return AppendResult{Profiles: map[string]string{}}, nil
 	}
+	db.planProfiles([]*preparedIngest{&p})
 	var res AppendResult
 	err = db.batchIngest(ctx, func(tx *bolt.Tx) error {
 		// Batch may run this more than once (when another caller's
@@ -248,7 +252,11 @@ func (db *DB) appendTx(tx *bolt.Tx, p preparedIngest) (AppendResult, error) {
 	}
 	for i := range p.records {
 		r := p.records[i]
-		if err := st.appendOne(r, p.encoded[i], deliveryID); err != nil {
+		var plan *profilePlan
+		if i < len(p.plans) {
+			plan = p.plans[i]
+		}
+		if err := st.appendOne(r, p.encoded[i], deliveryID, plan); err != nil {
 			return AppendResult{}, fmt.Errorf("record %q: %w", r.ID, err)
 		}
 	}
@@ -304,8 +312,9 @@ func (st *appendState) exists(id string) bool {
 }
 
 // appendOne stores one record unless its id is taken, with everything it
-// implies: profile, catalog, product views and derived records.
-func (st *appendState) appendOne(r behavior.Record, encoded []byte, deliveryID string) error {
+// implies: profile, catalog, product views and derived records. plan, when
+// not nil, is its profile update worked out beforehand.
+func (st *appendState) appendOne(r behavior.Record, encoded []byte, deliveryID string, plan *profilePlan) error {
 	if st.exists(r.ID) {
 		st.res.Duplicates++
 		return nil
@@ -313,7 +322,7 @@ func (st *appendState) appendOne(r behavior.Record, encoded []byte, deliveryID s
 	pid := ""
 	if ids := r.Identities(); len(ids) > 0 {
 		var err error
-		if pid, err = st.applyToProfile(r, ids); err != nil {
+		if pid, err = st.applyToProfile(r, ids, plan); err != nil {
 			return err
 		}
 	}
