@@ -9,8 +9,9 @@
 #   BASE=ec46a85 PAIRS=5 bench/sched-ab.sh
 #   N=20000 ARGS=-returning bench/sched-ab.sh
 #
-# Prints each run's line, then the median steps/s of each side and their
-# ratio, and the disk's flush times before and after.
+# Prints each run's steps/s (and, where the binary reports it, its process
+# CPU per step), then the medians of each side and their ratios, and the
+# disk's flush times before and after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE=${BASE:-HEAD~1}
@@ -26,8 +27,14 @@ go build -o "$WORK/sched-tree" ./bench/sched
 go build -o "$WORK/diskprobe" ./bench/diskprobe
 
 probe() { "$WORK/diskprobe" -dir "$WORK" 2>&1 | tail -1; }
-rate() { # binary -> steps/s
-  "$1" -n "$N" $ARGS 2>/dev/null | sed -n 's/.* = \([0-9]*\) steps\/s$/\1/p'
+run() { # binary side -> "steps/s cpu-µs/step" (cpu "-" when not reported)
+  local out r c
+  out=$("$1" -n "$N" $ARGS 2>&1)
+  r=$(sed -n 's/.* = \([0-9]*\) steps\/s$/\1/p' <<<"$out")
+  c=$(sed -n 's/.*process CPU: \([0-9]*\) µs per step.*/\1/p' <<<"$out")
+  echo "$r" >>"$WORK/$2.txt"
+  [ -n "$c" ] && echo "$c" >>"$WORK/$2.cpu"
+  echo "$r ${c:--}"
 }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
@@ -35,14 +42,19 @@ echo "base $(git rev-parse --short "$BASE") against the working tree; $PAIRS pai
 probe
 : >"$WORK/base.txt"
 : >"$WORK/tree.txt"
+: >"$WORK/base.cpu"
+: >"$WORK/tree.cpu"
 for i in $(seq 1 "$PAIRS"); do
-  b=$(rate "$WORK/sched-base")
-  t=$(rate "$WORK/sched-tree")
-  echo "pair $i: base $b steps/s, tree $t steps/s"
-  echo "$b" >>"$WORK/base.txt"
-  echo "$t" >>"$WORK/tree.txt"
+  read -r b bc < <(run "$WORK/sched-base" base)
+  read -r t tc < <(run "$WORK/sched-tree" tree)
+  echo "pair $i: base $b steps/s ($bc cpu-µs/step), tree $t steps/s ($tc cpu-µs/step)"
 done
 probe
 mb=$(median <"$WORK/base.txt")
 mt=$(median <"$WORK/tree.txt")
 echo "median: base $mb steps/s, tree $mt steps/s, ratio $(awk -v a="$mt" -v b="$mb" 'BEGIN {printf "%.2f", a/b}')"
+if [ -s "$WORK/base.cpu" ] && [ -s "$WORK/tree.cpu" ]; then
+  cb=$(median <"$WORK/base.cpu")
+  ct=$(median <"$WORK/tree.cpu")
+  echo "median CPU per step: base $cb µs, tree $ct µs, ratio $(awk -v a="$ct" -v b="$cb" 'BEGIN {printf "%.2f", a/b}')"
+fi

@@ -23,6 +23,7 @@ import (
 	_ "net/http/pprof" // -pprof profiles the dispatch phase
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -50,6 +51,7 @@ func main() {
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long per phase")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this loopback address")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the dispatch phase to this file")
+	memProfile := flag.String("memprofile", "", "write an allocation profile of the dispatch phase to this file")
 	hold := flag.Duration("max-batch-delay", 2*time.Millisecond, "storage.max_batch_delay (0: commit groups without holding them)")
 	returning := flag.Bool("returning", false, "customers known before their checkouts, which come in shuffled order: the profiles of steps due together are scattered over the store, as a shop's returning customers are")
 	flag.Parse()
@@ -57,13 +59,13 @@ func main() {
 	if *pprofAddr != "" {
 		go func() { _ = http.ListenAndServe(*pprofAddr, nil) }()
 	}
-	if err := run(*n, *dir, *timeout, *cpuProfile, *hold, *returning); err != nil {
+	if err := run(*n, *dir, *timeout, *cpuProfile, *memProfile, *hold, *returning); err != nil {
 		fmt.Fprintln(os.Stderr, "sched:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n int, dir string, timeout time.Duration, cpuProfile string, hold time.Duration, returning bool) error {
+func run(n int, dir string, timeout time.Duration, cpuProfile, memProfile string, hold time.Duration, returning bool) error {
 	if dir == "" {
 		d, err := os.MkdirTemp("", "nudge-sched-")
 		if err != nil {
@@ -194,6 +196,17 @@ storage: { max_batch_delay: %s }
 		if err := pprof.StartCPUProfile(f); err != nil {
 			return err
 		}
+	}
+	if memProfile != "" {
+		// Phase 1's allocations would swamp the profile: count from here.
+		runtime.MemProfileRate = 64 << 10
+		runtime.GC()
+		defer func() {
+			if f, err := os.Create(memProfile); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
 	}
 	t0, cpu0 := time.Now(), cpuTime()
 	go func() { done <- a.Serve(ctx, "127.0.0.1:0") }()
