@@ -22,13 +22,17 @@ const maxAliasHops = 64
 
 // resolveProfileTx follows aliases from id to a live profile.
 func resolveProfileTx(tx *bolt.Tx, id string) (string, bool) {
-	profiles, aliases := tx.Bucket(bucketProfiles), tx.Bucket(bucketAliases)
+	profiles := tx.Bucket(bucketProfiles)
+	var aliases *bolt.Bucket // opened only when needed: most ids are live
 	for range maxAliasHops {
 		if id == "" {
 			return "", false
 		}
 		if profiles.Get([]byte(id)) != nil {
 			return id, true
+		}
+		if aliases == nil {
+			aliases = tx.Bucket(bucketAliases)
 		}
 		next := aliases.Get([]byte(id))
 		if next == nil {

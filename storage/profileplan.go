@@ -14,7 +14,7 @@ import (
 // commit, from a read of the store: the commonest update — a record of a
 // known person, every identity already theirs — is a decode, a few map
 // writes and an encode, and doing that inside the single writer made it
-// a third of the writer's time per email_sent record. The writer takes
+// a third of the writer's time per email_sent record (bench/sched). The writer takes
 // the plan only if nothing it was made from has changed since (planUsable),
 // and otherwise works the update out itself, as before.
 type profilePlan struct {
@@ -28,6 +28,12 @@ type profilePlan struct {
 // planProfiles plans the profile update of every record of ps that
 // qualifies (see planProfile), in one read transaction. Planning is an
 // optimisation: a failed read leaves the plans out.
+//
+// FinishSends plans (a batch of email_sent records, one per person);
+// Append does not: webhooks of one person come in bursts (an order, its
+// payment, its fulfilment; bench/run.sh posts one customer's order), so
+// plans made side by side go stale as soon as the first is written, and
+// the ingest ratio fell from 0.74–0.78 to 0.70–0.72 with them.
 func (db *DB) planProfiles(ps []*preparedIngest) {
 	n := 0
 	for _, p := range ps {

@@ -202,7 +202,6 @@ func (db *DB) Append(ctx context.Context, in Ingest) (AppendResult, error) {
 	if len(p.records) == 0 && p.delivery == nil {
 		return AppendResult{Profiles: map[string]string{}}, nil
 	}
-	db.planProfiles([]*preparedIngest{&p})
 	var res AppendResult
 	err = db.batchIngest(ctx, func(tx *bolt.Tx) error {
 		// Batch may run this more than once (when another caller's
