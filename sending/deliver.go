@@ -291,12 +291,14 @@ func (d *Dispatcher) settleSent(ctx context.Context, sends []storage.Send, res [
 	}
 	defer d.lockAll(ids)()
 	now := d.now()
+	// Without their messages, which FinishSends then leaves as stored.
+	current, err := d.store.SendStates(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("sending: record success of %d sends: %w", len(ids), err)
+	}
 	fs := make([]storage.SendFinish, 0, len(ok))
 	for k, i := range ok {
-		s, err := d.store.Send(ctx, ids[k])
-		if err != nil {
-			return fmt.Errorf("sending: record success of %s: %w", ids[k], err)
-		}
+		s := current[k]
 		in := markSent(&s, res[i], now, evaluateSent)
 		s.UpdatedAt = now
 		fs = append(fs, storage.SendFinish{Send: s, Ingest: in})

@@ -58,7 +58,7 @@ func (db *DB) UpdateSend(ctx context.Context, s Send, jobs ...JobSpec) error {
 	if err != nil {
 		return fmt.Errorf("storage: update send %s: %w", s.ID, err)
 	}
-	err = db.batch(ctx, func(tx *bolt.Tx) error { return db.updateSendTx(tx, s, raw, jobs) })
+	err = db.batch(ctx, func(tx *bolt.Tx) error { return db.updateSendTx(tx, s, raw, jobs, false) })
 	if err != nil {
 		return fmt.Errorf("storage: update send %s: %w", s.ID, err)
 	}
@@ -129,7 +129,7 @@ func (db *DB) createSendTx(tx *bolt.Tx, s Send, raw []byte, jobs []JobSpec) (Sen
 	if found {
 		return old, false, nil
 	}
-	if err := putSendTx(tx, nil, s, raw); err != nil {
+	if err := putSendTx(tx, nil, s, raw, false); err != nil {
 		return Send{}, false, err
 	}
 	if _, err := db.enqueueJobsTx(tx, jobs); err != nil {
@@ -156,7 +156,7 @@ func (k sendKeys) send() Send {
 // updateSendTx is UpdateSend inside a caller's transaction. raw is s
 // encoded by the caller; it is encoded again only when the stored send
 // moves s's times.
-func (db *DB) updateSendTx(tx *bolt.Tx, s Send, raw []byte, jobs []JobSpec) error {
+func (db *DB) updateSendTx(tx *bolt.Tx, s Send, raw []byte, jobs []JobSpec, keepMessage bool) error {
 	var k sendKeys
 	found, err := getJSON(tx.Bucket(bucketSends), []byte(s.ID), &k)
 	if err != nil {
@@ -173,7 +173,7 @@ func (db *DB) updateSendTx(tx *bolt.Tx, s Send, raw []byte, jobs []JobSpec) erro
 		}
 		raw = nil
 	}
-	if err := putSendTx(tx, &old, s, raw); err != nil {
+	if err := putSendTx(tx, &old, s, raw, keepMessage); err != nil {
 		return err
 	}
 	_, err = db.enqueueJobsTx(tx, jobs)
@@ -194,8 +194,9 @@ func validSend(s Send) error {
 
 // putSendTx writes s (raw, when not nil, is s encoded by encodeSend) and
 // its message, and moves its index entries away from those of old (nil
-// for a new send).
-func putSendTx(tx *bolt.Tx, old *Send, s Send, raw []byte) error {
+// for a new send). With keepMessage an empty s.Message leaves the stored
+// message as it is instead of deleting it.
+func putSendTx(tx *bolt.Tx, old *Send, s Send, raw []byte, keepMessage bool) error {
 	byProfile := tx.Bucket(bucketSendsByProfile)
 	byStatus := tx.Bucket(bucketSendsByStatus)
 	byProvider := tx.Bucket(bucketSendsByProviderID)
@@ -236,8 +237,10 @@ func putSendTx(tx *bolt.Tx, old *Send, s Send, raw []byte) error {
 	if err := appendBucket(tx, bucketSends).Put([]byte(s.ID), raw); err != nil {
 		return err
 	}
-	if err := putMessageTx(tx, s.ID, s.Message); err != nil {
-		return err
+	if !keepMessage || len(s.Message) > 0 {
+		if err := putMessageTx(tx, s.ID, s.Message); err != nil {
+			return err
+		}
 	}
 	if !keepProfile {
 		if err := byProfile.Put(newProfileKey, nil); err != nil {
@@ -297,6 +300,34 @@ func (db *DB) Send(ctx context.Context, id string) (Send, error) {
 		return Send{}, fmt.Errorf("storage: send %s: %w", id, err)
 	}
 	return s, nil
+}
+
+// SendStates returns the sends with ids, read in one transaction, in the
+// order asked and without their messages: what changing a send's state
+// needs, not what it says. Recording a batch of deliveries (FinishSends)
+// read each send with its message, one transaction each, only to write
+// the message back unchanged. Message is set only for a send an earlier
+// version stored with its message inline, which the next FinishSends
+// moves apart. A missing id is ErrNotFound.
+func (db *DB) SendStates(ctx context.Context, ids []string) ([]Send, error) {
+	out := make([]Send, len(ids))
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSends)
+		for i, id := range ids {
+			found, err := getJSON(b, []byte(id), &out[i])
+			if err != nil {
+				return fmt.Errorf("send %s: %w", id, err)
+			}
+			if !found {
+				return fmt.Errorf("send %s: %w", id, ErrNotFound)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: send states: %w", err)
+	}
+	return out, nil
 }
 
 // SendByProviderMessageID finds a send by the provider's message id, with

@@ -320,6 +320,26 @@ func TestSendMessageStoredApart(t *testing.T) {
 					t.Errorf("listed message %q, want %q", l.Message, tc.msg)
 				}
 			}
+			// A state read leaves the message out, unless an earlier
+			// version stored it inline; finishing the send from that read
+			// keeps the message (and moves an inline one apart).
+			states, err := db.SendStates(ctx, []string{id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wantState []byte
+			if tc.stored != "" {
+				wantState = tc.msg
+			}
+			if !bytes.Equal(states[0].Message, wantState) {
+				t.Errorf("state read with message %q, want %q", states[0].Message, wantState)
+			}
+			fin := states[0]
+			fin.Status, fin.UpdatedAt = SendSending, fin.UpdatedAt.Add(time.Minute)
+			if err := db.FinishSends(ctx, []SendFinish{{Send: fin}}); err != nil {
+				t.Fatal(err)
+			}
+			storedApart(t, "finished", id, tc.msg)
 			s.Status, s.UpdatedAt = SendSent, time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
 			if err := db.UpdateSend(ctx, s); err != nil {
 				t.Fatal(err)
@@ -339,6 +359,9 @@ func TestSendMessageStoredApart(t *testing.T) {
 	}
 	if _, message := stored("s0"); message != nil {
 		t.Errorf("message kept after an update without one: %q", message)
+	}
+	if _, err := db.SendStates(ctx, []string{"s1", "nope"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("state of a missing send: %v, want ErrNotFound", err)
 	}
 }
 

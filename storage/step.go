@@ -140,6 +140,10 @@ func (db *DB) FinishSend(ctx context.Context, s Send, in Ingest, jobs ...JobSpec
 
 // FinishSends is FinishSend for many sends in one transaction: all or
 // none. It records a batch of deliveries (see CommitSteps).
+//
+// A send's message never changes once the send is created, so a send
+// given without one (as SendStates reads them) keeps its stored message;
+// one given with a message replaces it.
 func (db *DB) FinishSends(ctx context.Context, fs []SendFinish) error {
 	name := func(i int) string {
 		if len(fs) == 1 {
@@ -173,7 +177,7 @@ func (db *DB) FinishSends(ctx context.Context, fs []SendFinish) error {
 	db.planProfiles(plan)
 	err := db.batch(ctx, func(tx *bolt.Tx) error {
 		for i, f := range fs {
-			if err := db.updateSendTx(tx, f.Send, raws[i], f.Jobs); err != nil {
+			if err := db.updateSendTx(tx, f.Send, raws[i], f.Jobs, true); err != nil {
 				return fmt.Errorf("send %s: %w", f.Send.ID, err)
 			}
 			if len(preps[i].records) == 0 {

@@ -483,13 +483,17 @@ type Outbox interface {
 	// journeys, in one transaction: all or none.
 	CommitSteps(ctx context.Context, cs []StepCommit) ([]StepResult, error)
 	// FinishSend replaces a send, appends records and enqueues jobs in one
-	// transaction (a send marked sent with its email_sent record).
+	// transaction (a send marked sent with its email_sent record). A send
+	// without a message keeps its stored one.
 	FinishSend(ctx context.Context, s Send, in Ingest, jobs ...JobSpec) error
 	// FinishSends is FinishSend for many sends in one transaction: all or
 	// none.
 	FinishSends(ctx context.Context, fs []SendFinish) error
 	// Send returns one send.
 	Send(ctx context.Context, id string) (Send, error)
+	// SendStates returns the sends with these ids in one read, in order,
+	// without their messages; a missing one is ErrNotFound.
+	SendStates(ctx context.Context, ids []string) ([]Send, error)
 	// SendByProviderMessageID finds a send by the provider's message id.
 	SendByProviderMessageID(ctx context.Context, providerID string) (Send, error)
 	// SendsByProfile returns a profile's sends, oldest first.
