@@ -8,6 +8,8 @@
 #   bench/sched-ab.sh                    # HEAD~1 against the working tree, 3 pairs of 40,000 steps
 #   BASE=ec46a85 PAIRS=5 bench/sched-ab.sh
 #   N=20000 ARGS=-returning bench/sched-ab.sh
+#   HARNESS=tree BASE=dd9c2e0 bench/sched-ab.sh   # the base built with the tree's bench/sched
+#                                                # (for figures an older harness did not print)
 #
 # Prints each run's steps/s (and, where the binary reports it, its process
 # CPU per step), then the medians of each side and their ratios, and the
@@ -22,6 +24,10 @@ WORK=$(mktemp -d /tmp/nudge-sched-ab.XXXXXX)
 trap 'git worktree remove --force "$WORK/base" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 
 git worktree add --detach "$WORK/base" "$BASE" >/dev/null 2>&1
+if [ "${HARNESS:-}" = tree ]; then
+  rm -rf "$WORK/base/bench/sched"
+  cp -r bench/sched "$WORK/base/bench/sched"
+fi
 (cd "$WORK/base" && go build -o "$WORK/sched-base" ./bench/sched)
 go build -o "$WORK/sched-tree" ./bench/sched
 go build -o "$WORK/diskprobe" ./bench/diskprobe
