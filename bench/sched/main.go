@@ -216,6 +216,10 @@ storage: { max_batch_delay: %s }
 	outbox := filepath.Join(cfg.DataDir, logsender.OutboxFile)
 	var sent int
 	var off int64
+	// One buffer for every look: this loop runs inside the measured
+	// process, and reading each look's bytes into a new slice made it
+	// allocate about a tenth of what the scheduler did.
+	buf := make([]byte, 1<<20)
 	end := time.Now().Add(timeout)
 	for sent < n && time.Now().Before(end) {
 		// Polled often: the run lasts a few seconds, and the poll
@@ -225,15 +229,22 @@ storage: { max_batch_delay: %s }
 		if err != nil {
 			continue // nothing sent yet
 		}
-		buf, err := io.ReadAll(io.NewSectionReader(f, off, 1<<40))
+		for {
+			k, err := f.ReadAt(buf, off)
+			i := bytes.LastIndexByte(buf[:k], '\n')
+			if i >= 0 {
+				sent += bytes.Count(buf[:i+1], []byte{'\n'})
+				off += int64(i + 1)
+			}
+			if err == io.EOF || (err == nil && i < 0) {
+				break // no whole line left to read yet
+			}
+			if err != nil {
+				f.Close()
+				return err
+			}
+		}
 		f.Close()
-		if err != nil {
-			return err
-		}
-		if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
-			sent += bytes.Count(buf[:i+1], []byte{'\n'})
-			off += int64(i + 1)
-		}
 	}
 	elapsed, cpu := time.Since(t0), cpuTime()-cpu0
 	cs := a.Store.CommitStats()
