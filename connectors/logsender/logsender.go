@@ -79,7 +79,8 @@ func (s *Sender) SendBatch(ctx context.Context, ms []connectors.Message) ([]conn
 	if err := ctx.Err(); err != nil {
 		return fail(&connectors.RetryableError{Err: err})
 	}
-	var lines []byte
+	encoded := make([][]byte, len(ms))
+	size := 0
 	var ok []int
 	for i, m := range ms {
 		if m.SendID == "" || m.To.Email == "" {
@@ -95,11 +96,17 @@ func (s *Sender) SendBatch(ctx context.Context, ms []connectors.Message) ([]conn
 			errs[i] = fmt.Errorf("logsender: encode %s: %v: %w", m.SendID, err, connectors.ErrPermanent)
 			continue
 		}
-		lines = append(append(lines, line...), '\n')
+		encoded[i], size = line, size+len(line)+1
 		ok = append(ok, i)
 	}
 	if len(ok) == 0 {
 		return res, errs
+	}
+	// Sized once: appending a batch's lines one by one regrew the buffer
+	// about seven times for a batch of 64.
+	lines := make([]byte, 0, size)
+	for _, i := range ok {
+		lines = append(append(lines, encoded[i]...), '\n')
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
