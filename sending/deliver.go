@@ -253,7 +253,7 @@ func (d *Dispatcher) callAll(ctx context.Context, sends []storage.Send, errs []e
 		var ms []connectors.Message
 		var at []int
 		for _, i := range idx {
-			m, err := storedMessage(sends[i])
+			m, err := d.message(sends[i])
 			if err != nil {
 				calls[i] = err
 				continue
@@ -343,13 +343,22 @@ func (d *Dispatcher) call(ctx context.Context, send storage.Send) (connectors.Re
 	if sender == nil {
 		return connectors.Result{}, fmt.Errorf("%w %q: %w", ErrNoSender, send.Provider, connectors.ErrPermanent)
 	}
-	msg, err := storedMessage(send)
+	msg, err := d.message(send)
 	if err != nil {
 		return connectors.Result{}, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, d.opts.SendTimeout)
 	defer cancel()
 	return sender.Send(cctx, msg)
+}
+
+// message is the message of send: as rendered, when its rendering in
+// this process is remembered for exactly the stored bytes, else decoded.
+func (d *Dispatcher) message(send storage.Send) (connectors.Message, error) {
+	if m, ok := d.rendered.take(send.ID, send.Message); ok {
+		return m, nil
+	}
+	return storedMessage(send)
 }
 
 // storedMessage decodes the message rendered into a send.

@@ -110,6 +110,8 @@ type Dispatcher struct {
 	storeHosts []string
 	linkHosts  map[string]bool
 	sched      atomic.Pointer[scheduler.Scheduler]
+	// rendered holds messages from their rendering to their delivery.
+	rendered rendered
 }
 
 // Compile-time checks of the seams the engine uses.
@@ -376,6 +378,7 @@ func (d *Dispatcher) prepare(ctx context.Context, s dispatch.StepSend, send *sto
 		return fmt.Errorf("encode message: %w", err)
 	}
 	send.Message = raw
+	d.rendered.put(send.ID, raw, msg)
 	return nil
 }
 
