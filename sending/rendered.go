@@ -7,11 +7,12 @@ import (
 	"github.com/nudge-email/nudge/connectors"
 )
 
-// renderedMax bounds the memo. Entries normally live from a step's plan to
-// its delivery a few milliseconds later, at most a scheduler's worth of
-// steps; one whose send is never delivered here (a replayed step whose send
-// already existed) stays until the memo fills and is cleared.
-const renderedMax = 4096
+// renderedMax bounds the memo (a few KB a message). Entries normally live
+// from a step's plan to its delivery a few milliseconds later, at most the
+// scheduler's 128 workers' worth; one whose send is never delivered here (a
+// replayed step whose send already existed) stays until the memo fills and
+// is cleared.
+const renderedMax = 1024
 
 // rendered remembers the messages plan rendered, by send id, until the
 // delivery right after the step's commit takes them: decoding the stored
