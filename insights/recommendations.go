@@ -26,7 +26,7 @@ func (e *Engine) Recommend(ctx context.Context, profileID string, n int) ([]Reco
 	var recs []behavior.Record
 	if profileID != "" {
 		var err error
-		recs, err = e.store.RecordsByProfile(ctx, profileID, storage.RecordQuery{Limit: recentHistory, Newest: true})
+		recs, err = e.store.RecordsByProfile(ctx, profileID, storage.RecordQuery{Limit: recentHistory, Newest: true, Brief: true})
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return nil, fmt.Errorf("insights: recommend: %w", err)
 		}

@@ -41,6 +41,68 @@ type storedRecord struct {
 	D string          `json:"d,omitempty"`
 }
 
+// briefRecord is the part of a stored record RecordQuery.Brief returns.
+// Decoding skips the rest (attributes, person, consent, query, URL), which
+// is most of a tracked page view's cost.
+type briefRecord struct {
+	R struct {
+		ID       string            `json:"id"`
+		Kind     behavior.Kind     `json:"kind"`
+		Source   string            `json:"source,omitempty"`
+		Store    string            `json:"store,omitempty"`
+		At       time.Time         `json:"at"`
+		Value    int64             `json:"value,omitempty"`
+		Currency string            `json:"currency,omitempty"`
+		Items    []behavior.Item   `json:"items,omitempty"`
+		Refs     map[string]string `json:"refs,omitempty"`
+	} `json:"r"`
+}
+
+// record is b as a behavior.Record.
+func (b *briefRecord) record() behavior.Record {
+	r := &b.R
+	return behavior.Record{ID: r.ID, Kind: r.Kind, Source: r.Source, Store: r.Store, At: r.At,
+		Value: r.Value, Currency: r.Currency, Items: r.Items, Refs: r.Refs}
+}
+
+// recordKind is the kind of a stored record, read without decoding the
+// rest of it beyond skipping.
+type recordKind struct {
+	R struct {
+		Kind behavior.Kind `json:"kind"`
+	} `json:"r"`
+}
+
+// storedKind reads the kind of a stored record from the start of its JSON,
+// where encodeStoredRecord puts it ({"r":{"id":"…","kind":"…"), without
+// decoding anything; ok is false for any other layout, which the caller
+// decodes instead.
+func storedKind(raw []byte) (behavior.Kind, bool) {
+	rest, ok := bytes.CutPrefix(raw, []byte(`{"r":{"id":"`))
+	if !ok {
+		return "", false
+	}
+	// Skip the id: a JSON string, whose escapes hide no bare quote.
+	i := 0
+	for ; i < len(rest) && rest[i] != '"'; i++ {
+		if rest[i] == '\\' {
+			i++
+		}
+	}
+	if i >= len(rest) {
+		return "", false
+	}
+	rest, ok = bytes.CutPrefix(rest[i+1:], []byte(`,"kind":"`))
+	if !ok {
+		return "", false
+	}
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 || bytes.IndexByte(rest[:end], '\\') >= 0 {
+		return "", false
+	}
+	return behavior.Kind(rest[:end]), true
+}
+
 // viewKinds are the kinds whose items say a person looked at or bought a
 // product: they feed product_views and fill the catalog.
 func viewKind(k behavior.Kind) bool {
@@ -723,15 +785,42 @@ func (db *DB) RecordsByProfile(ctx context.Context, profileID string, q RecordQu
 		} else {
 			k, _ = c.Seek(lo)
 		}
+		records := tx.Bucket(bucketRecords)
 		for ; k != nil && bytes.Compare(k, lo) >= 0 && bytes.Compare(k, hi) < 0; k, _ = step() {
-			sr, found, err := getRecordTx(tx, k[len(prefix)+8:])
-			if err != nil {
-				return err
-			}
-			if !found || (len(kinds) > 0 && !kinds[sr.R.Kind]) {
+			raw := records.Get(k[len(prefix)+8:])
+			if raw == nil {
 				continue
 			}
-			out = append(out, sr.R)
+			if len(kinds) > 0 {
+				// Most of a profile's records are of other kinds (page
+				// views, mostly): tell them by kind alone.
+				kind, ok := storedKind(raw)
+				if !ok {
+					var rk recordKind
+					if err := json.Unmarshal(raw, &rk); err != nil {
+						return fmt.Errorf("decode record %q: %w", k[len(prefix)+8:], err)
+					}
+					kind = rk.R.Kind
+				}
+				if !kinds[kind] {
+					continue
+				}
+			}
+			var r behavior.Record
+			if q.Brief {
+				var b briefRecord
+				if err := json.Unmarshal(raw, &b); err != nil {
+					return fmt.Errorf("decode record %q: %w", k[len(prefix)+8:], err)
+				}
+				r = b.record()
+			} else {
+				var sr storedRecord
+				if err := json.Unmarshal(raw, &sr); err != nil {
+					return fmt.Errorf("decode record %q: %w", k[len(prefix)+8:], err)
+				}
+				r = sr.R
+			}
+			out = append(out, r)
 			if q.Limit > 0 && len(out) >= q.Limit {
 				break
 			}

@@ -588,3 +588,135 @@ func TestTimeOrderedDeliveryID(t *testing.T) {
 		t.Error("different content at one instant got one id")
 	}
 }
+
+// A brief read carries exactly the fields RecordQuery.Brief names, equal to
+// a whole read's, for every kind of record, and filters like a whole one.
+func TestRecordsByProfileBrief(t *testing.T) {
+	t.Parallel()
+	db, _ := openTestDB(t, Options{})
+	view := rec("view", behavior.PageViewed, t0, "ann@example.com")
+	view.URL, view.Attrs = "https://example.com/p/trail", map[string]any{"title": "Trail Runner", "referrer": "https://search.example"}
+	order := rec("order", behavior.OrderPlaced, t0.Add(time.Hour), "ann@example.com")
+	order.Source, order.Store, order.Value, order.Currency = "shopify", "main", 10800, "EUR"
+	order.Items = []behavior.Item{{ProductID: "p1", VariantID: "v1", Title: "Trail Runner", Quantity: 2, Price: 5400}}
+	order.SetRef(behavior.RefOrderID, "1001")
+	order.Person = &behavior.Person{FirstName: "Ann", Country: "DE"}
+	res := mustAppend(t, db, view, order)
+	pid := res.Profiles["view"]
+	ctx := context.Background()
+	whole, err := db.RecordsByProfile(ctx, pid, RecordQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	brief, err := db.RecordsByProfile(ctx, pid, RecordQuery{Brief: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(whole) != 2 || len(brief) != 2 {
+		t.Fatalf("%d whole, %d brief records", len(whole), len(brief))
+	}
+	for i, w := range whole {
+		want := behavior.Record{ID: w.ID, Kind: w.Kind, Source: w.Source, Store: w.Store, At: w.At,
+			Value: w.Value, Currency: w.Currency, Items: w.Items, Refs: w.Refs}
+		if !reflect.DeepEqual(brief[i], want) {
+			t.Errorf("brief %+v\nwant  %+v", brief[i], want)
+		}
+	}
+	if brief[1].Ref(behavior.RefOrderID) != "1001" || brief[1].Items[0].Price != 5400 || brief[0].Attrs != nil || brief[1].Person != nil {
+		t.Errorf("brief order %+v", brief[1])
+	}
+	orders, err := db.RecordsByProfile(ctx, pid, RecordQuery{Brief: true, Kinds: []behavior.Kind{behavior.OrderPlaced}})
+	if err != nil || len(orders) != 1 || orders[0].ID != "order" {
+		t.Errorf("brief orders: %v, %v", recordIDs(orders), err)
+	}
+}
+
+// BenchmarkRecordsOfLoyalCustomer: every email's recommendations read the
+// profile's newest 500 records, and exit checks look for a few kinds
+// among them; a loyal customer's are mostly tracked page views.
+func BenchmarkRecordsOfLoyalCustomer(b *testing.B) {
+	ctx := context.Background()
+	db, err := Open(filepath.Join(b.TempDir(), FileName), Options{Clock: clock.NewFake(t0), NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	var recs []behavior.Record
+	for i := range 500 {
+		r := rec(fmt.Sprintf("r%03d", i), behavior.PageViewed, t0.Add(time.Duration(i)*time.Hour), "loyal@example.com")
+		r.URL = fmt.Sprintf("https://example.com/p/%d", i%40)
+		r.Attrs = map[string]any{"title": "A product page", "referrer": "https://search.example/?q=shoes", "seconds": 42}
+		r.Items = []behavior.Item{{ProductID: fmt.Sprintf("p%d", i%40), Title: "A product", Price: 5400}}
+		if i%50 == 0 {
+			r.Kind = behavior.OrderPlaced
+			r.SetRef(behavior.RefOrderID, fmt.Sprint(i))
+		}
+		recs = append(recs, r)
+	}
+	pid := mustAppend(b, db, recs...).Profiles["r000"]
+	for _, c := range []struct {
+		name string
+		q    RecordQuery
+	}{
+		{"whole", RecordQuery{Limit: 500, Newest: true}},
+		{"brief", RecordQuery{Limit: 500, Newest: true, Brief: true}},
+		{"orders", RecordQuery{Kinds: []behavior.Kind{behavior.OrderPlaced}}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := db.RecordsByProfile(ctx, pid, c.q); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// storedKind reads the kind of every record as it is stored, whatever its
+// id holds, and declines any other layout.
+func TestStoredKind(t *testing.T) {
+	t.Parallel()
+	for _, id := range []string{"r1", `a"b`, `back\slash`, `\"`, `x","kind":"order_placed`, "ünïcode\u2028", "<&>", ""} {
+		r := behavior.Record{ID: id, Kind: behavior.CartUpdated, At: t0}
+		encoded, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, enc := range [][]byte{encoded, nil} {
+			raw, err := encodeStoredRecord(r, enc, "p1", "d1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k, ok := storedKind(raw); !ok || k != behavior.CartUpdated {
+				t.Errorf("id %q: storedKind(%s) = %q, %v", id, raw, k, ok)
+			}
+		}
+	}
+	for _, raw := range []string{`{"r":{"kind":"cart_updated","id":"r1"}}`, `{"p":"p1","r":{"id":"r1","kind":"x"}}`, `{"r":{"id":"r1`, `{"r":{"id":"r1","kind":"a\"b"}}`, ``} {
+		if k, ok := storedKind([]byte(raw)); ok {
+			t.Errorf("storedKind(%s) = %q, want a refusal", raw, k)
+		}
+	}
+}
+
+// FuzzStoredKind: for any id and kind the encoder writes, the kind read
+// from the front of the stored JSON is the kind decoding finds.
+func FuzzStoredKind(f *testing.F) {
+	f.Add("r1", "order_placed")
+	f.Add(`a"b\`, "page_viewed")
+	f.Fuzz(func(t *testing.T, id, kind string) {
+		r := behavior.Record{ID: id, Kind: behavior.Kind(kind), At: t0}
+		raw, err := encodeStoredRecord(r, nil, "", "")
+		if err != nil {
+			return
+		}
+		var rk recordKind
+		if err := json.Unmarshal(raw, &rk); err != nil {
+			return
+		}
+		if k, ok := storedKind(raw); ok && k != rk.R.Kind {
+			t.Errorf("storedKind %q, decoded %q, from %s", k, rk.R.Kind, raw)
+		}
+	})
+}

@@ -140,6 +140,11 @@ type RecordQuery struct {
 	Kinds        []behavior.Kind // empty = all
 	Limit        int             // 0 = no limit; with Newest, the newest Limit
 	Newest       bool            // return newest first
+	// Brief returns records holding only ID, Kind, Source, Store, At,
+	// Value, Currency, Items and Refs: what product and order history
+	// needs (recommendations read a profile's last 500 records for every
+	// email), decoded at a fraction of a whole record's cost.
+	Brief bool
 }
 
 // ConsentState is a profile's current email-marketing consent with its
