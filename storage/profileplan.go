@@ -13,10 +13,10 @@ import (
 // profilePlan is a record's profile update worked out before the group
 // commit, from a read of the store: the commonest update — a record of a
 // known person, every identity already theirs — is a decode, a few map
-// writes and an encode, and doing that inside the single writer made it
-// a third of the writer's time per email_sent record (bench/sched). The writer takes
-// the plan only if nothing it was made from has changed since (planUsable),
-// and otherwise works the update out itself, as before.
+// writes and an encode, and doing that inside the single writer made it a
+// third of the writer's time per email_sent record (bench/sched). The
+// writer takes the plan only if nothing it was made from has changed since
+// (planUsable), and otherwise works the update out itself, as before.
 type profilePlan struct {
 	pid    string
 	keys   [][]byte // the record's identity keys, each held by pid
