@@ -217,7 +217,7 @@ func (e *Engine) refit(ctx context.Context, now time.Time, write bool) (Report, 
 			return nil
 		}
 		rep.Profiles++
-		recs, err := e.store.RecordsByProfile(ctx, p.ID, storage.RecordQuery{Until: now})
+		recs, err := e.store.RecordsByProfile(ctx, p.ID, storage.RecordQuery{Until: now, Brief: true})
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil // forgotten or merged meanwhile
 		}
@@ -303,7 +303,7 @@ func (e *Engine) refit(ctx context.Context, now time.Time, write bool) (Report, 
 		if !existedAt(p, now) {
 			return nil
 		}
-		recs, err := e.store.RecordsByProfile(ctx, p.ID, storage.RecordQuery{Until: now})
+		recs, err := e.store.RecordsByProfile(ctx, p.ID, storage.RecordQuery{Until: now, Brief: true})
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil
 		}

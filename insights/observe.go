@@ -37,7 +37,10 @@ func (e *Engine) Observe(ctx context.Context, r behavior.Record, p storage.Profi
 			return nil
 		}
 		var err error
-		recs, err = e.store.RecordsByProfile(ctx, p.ID, storage.RecordQuery{})
+		// Brief: scores need kinds, times, values, items, seconds and
+		// refs, not a page view's attributes, and this reads a person's
+		// whole history for each of their orders and visits.
+		recs, err = e.store.RecordsByProfile(ctx, p.ID, storage.RecordQuery{Brief: true})
 		gone = errors.Is(err, storage.ErrNotFound)
 		if err != nil && !gone {
 			return fmt.Errorf("insights: observe: %w", err)

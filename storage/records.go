@@ -46,23 +46,25 @@ type storedRecord struct {
 // is most of a tracked page view's cost.
 type briefRecord struct {
 	R struct {
-		ID       string            `json:"id"`
-		Kind     behavior.Kind     `json:"kind"`
-		Source   string            `json:"source,omitempty"`
-		Store    string            `json:"store,omitempty"`
-		At       time.Time         `json:"at"`
-		Value    int64             `json:"value,omitempty"`
-		Currency string            `json:"currency,omitempty"`
-		Items    []behavior.Item   `json:"items,omitempty"`
-		Refs     map[string]string `json:"refs,omitempty"`
+		ID         string            `json:"id"`
+		Kind       behavior.Kind     `json:"kind"`
+		Source     string            `json:"source,omitempty"`
+		Store      string            `json:"store,omitempty"`
+		At         time.Time         `json:"at"`
+		ReceivedAt time.Time         `json:"received_at,omitzero"`
+		Value      int64             `json:"value,omitempty"`
+		Currency   string            `json:"currency,omitempty"`
+		Items      []behavior.Item   `json:"items,omitempty"`
+		Seconds    float64           `json:"seconds,omitempty"`
+		Refs       map[string]string `json:"refs,omitempty"`
 	} `json:"r"`
 }
 
 // record is b as a behavior.Record.
 func (b *briefRecord) record() behavior.Record {
 	r := &b.R
-	return behavior.Record{ID: r.ID, Kind: r.Kind, Source: r.Source, Store: r.Store, At: r.At,
-		Value: r.Value, Currency: r.Currency, Items: r.Items, Refs: r.Refs}
+	return behavior.Record{ID: r.ID, Kind: r.Kind, Source: r.Source, Store: r.Store, At: r.At, ReceivedAt: r.ReceivedAt,
+		Value: r.Value, Currency: r.Currency, Items: r.Items, Seconds: r.Seconds, Refs: r.Refs}
 }
 
 // recordKind is the kind of a stored record, read without decoding the

@@ -595,7 +595,8 @@ func TestRecordsByProfileBrief(t *testing.T) {
 	t.Parallel()
 	db, _ := openTestDB(t, Options{})
 	view := rec("view", behavior.PageViewed, t0, "ann@example.com")
-	view.URL, view.Attrs = "https://example.com/p/trail", map[string]any{"title": "Trail Runner", "referrer": "https://search.example"}
+	view.URL, view.Seconds = "https://example.com/p/trail", 42.5
+	view.Attrs = map[string]any{"title": "Trail Runner", "referrer": "https://search.example"}
 	order := rec("order", behavior.OrderPlaced, t0.Add(time.Hour), "ann@example.com")
 	order.Source, order.Store, order.Value, order.Currency = "shopify", "main", 10800, "EUR"
 	order.Items = []behavior.Item{{ProductID: "p1", VariantID: "v1", Title: "Trail Runner", Quantity: 2, Price: 5400}}
@@ -616,13 +617,14 @@ func TestRecordsByProfileBrief(t *testing.T) {
 		t.Fatalf("%d whole, %d brief records", len(whole), len(brief))
 	}
 	for i, w := range whole {
-		want := behavior.Record{ID: w.ID, Kind: w.Kind, Source: w.Source, Store: w.Store, At: w.At,
-			Value: w.Value, Currency: w.Currency, Items: w.Items, Refs: w.Refs}
+		want := behavior.Record{ID: w.ID, Kind: w.Kind, Source: w.Source, Store: w.Store, At: w.At, ReceivedAt: w.ReceivedAt,
+			Value: w.Value, Currency: w.Currency, Items: w.Items, Seconds: w.Seconds, Refs: w.Refs}
 		if !reflect.DeepEqual(brief[i], want) {
 			t.Errorf("brief %+v\nwant  %+v", brief[i], want)
 		}
 	}
-	if brief[1].Ref(behavior.RefOrderID) != "1001" || brief[1].Items[0].Price != 5400 || brief[0].Attrs != nil || brief[1].Person != nil {
+	if brief[1].Ref(behavior.RefOrderID) != "1001" || brief[1].Items[0].Price != 5400 || brief[0].Seconds != 42.5 || brief[0].ReceivedAt.IsZero() ||
+		brief[0].Attrs != nil || brief[0].URL != "" || brief[1].Person != nil {
 		t.Errorf("brief order %+v", brief[1])
 	}
 	orders, err := db.RecordsByProfile(ctx, pid, RecordQuery{Brief: true, Kinds: []behavior.Kind{behavior.OrderPlaced}})

@@ -141,9 +141,10 @@ type RecordQuery struct {
 	Limit        int             // 0 = no limit; with Newest, the newest Limit
 	Newest       bool            // return newest first
 	// Brief returns records holding only ID, Kind, Source, Store, At,
-	// Value, Currency, Items and Refs: what product and order history
-	// needs (recommendations read a profile's last 500 records for every
-	// email), decoded at a fraction of a whole record's cost.
+	// ReceivedAt, Value, Currency, Items, Seconds and Refs: what product,
+	// order and engagement history needs (recommendations read a profile's
+	// last 500 records for every email, insights its whole history for
+	// every order or visit), decoded at a fraction of a whole record's cost.
 	Brief bool
 }
 
