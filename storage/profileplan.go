@@ -34,7 +34,7 @@ type profilePlan struct {
 // payment, its fulfilment; bench/run.sh posts one customer's order), so
 // plans made side by side go stale as soon as the first is written, and
 // the ingest ratio fell from 0.74–0.78 to 0.70–0.72 with them.
-func (db *DB) planProfiles(ps []*preparedIngest) {
+func (db *DB) planProfiles(ps []preparedIngest) {
 	n := 0
 	for _, p := range ps {
 		n += len(p.records)
@@ -48,7 +48,8 @@ func (db *DB) planProfiles(ps []*preparedIngest) {
 		if idb == nil || profiles == nil {
 			return nil
 		}
-		for _, p := range ps {
+		for k := range ps {
+			p := &ps[k]
 			p.plans = make([]*profilePlan, len(p.records))
 			for i, r := range p.records {
 				p.plans[i] = db.planProfile(idb, profiles, r, now)

@@ -118,7 +118,9 @@ func TestProfilePlanWritesWhatTheWriterWould(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			db.planProfiles([]*preparedIngest{&p})
+			ps := []preparedIngest{p}
+			db.planProfiles(ps)
+			p = ps[0]
 			pl := p.plans[0]
 			if (pl != nil) != tt.wantPlan {
 				t.Fatalf("plan = %v, want one: %v", pl != nil, tt.wantPlan)
@@ -161,7 +163,9 @@ func TestStaleProfilePlanIsRedone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.planProfiles([]*preparedIngest{&p})
+	ps := []preparedIngest{p}
+	db.planProfiles(ps)
+	p = ps[0]
 	if p.plans[0] == nil {
 		t.Fatal("no plan")
 	}

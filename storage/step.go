@@ -170,11 +170,7 @@ func (db *DB) FinishSends(ctx context.Context, fs []SendFinish) error {
 			return fmt.Errorf("storage: finish %s: %w", name(i), err)
 		}
 	}
-	plan := make([]*preparedIngest, len(preps))
-	for i := range preps {
-		plan[i] = &preps[i]
-	}
-	db.planProfiles(plan)
+	db.planProfiles(preps)
 	err := db.batch(ctx, func(tx *bolt.Tx) error {
 		for i, f := range fs {
 			if err := db.updateSendTx(tx, f.Send, raws[i], f.Jobs, true); err != nil {
